@@ -1,0 +1,129 @@
+"""Shared CLI plumbing: the Typer app, console, JSON output, one-line errors, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from edgeseg.errors import EdgesegError
+
+app = typer.Typer(
+    name="edgeseg",
+    help="Train, export, calibrate, benchmark and run DESANet segmentation on NVIDIA Jetson.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Human output goes to stderr so that `--json` leaves stdout clean for machines.
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command on the app and turn EdgesegError into `error: ...` + exit 2."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kw: Any) -> Any:
+            try:
+                return fn(*args, **kw)
+            except EdgesegError as e:
+                fail(str(e))
+            except KeyboardInterrupt:
+                console.print("interrupted")
+                raise typer.Exit(130) from None
+
+        app.command(name, **kwargs)(run)
+        return fn
+
+    return wrap
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, non-zero exit, no traceback."""
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def emit_json(obj: Any) -> None:
+    stdout.out(json.dumps(obj, indent=2, default=_json_default), highlight=False)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+@contextmanager
+def progress(description: str, total: int | None, *, transient: bool = False) -> Iterator[Any]:
+    """A rich progress bar on a terminal; on CI (no TTY) a few plain lines instead."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=transient,
+        disable=not interactive(),
+    )
+    with bar:
+        task = bar.add_task(description, total=total, info="")
+        yield _Advancer(bar, task, description, total)
+
+
+class _Advancer:
+    """Advances the bar; without a terminal prints about ten progress lines in all."""
+
+    def __init__(self, bar: Any, task: Any, description: str, total: int | None) -> None:
+        self.bar, self.task, self.description, self.total = bar, task, description, total
+        self.done = 0
+        self._next_line = 0
+
+    def __call__(self, n: int = 1, info: str = "") -> None:
+        self.done += n
+        self.bar.update(self.task, advance=n, info=info)
+        if self.bar.disable and self.total:
+            if self.done >= self._next_line or self.done == self.total:
+                console.print(f"{self.description}: {self.done}/{self.total} {info}")
+                self._next_line = self.done + max(1, self.total // 10)
+
+
+def existing_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise EdgesegError(f"{what} not found: {path}")
+    return path

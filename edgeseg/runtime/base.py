@@ -1,0 +1,92 @@
+"""One inference interface for every backend: preprocess -> infer -> postprocess.
+
+Calibrate, bench and run talk to a Segmenter and never branch on the backend. A backend only
+implements ``infer`` (network in, network out) and says where its artifact's metadata lives;
+pre- and post-processing are shared so every backend sees byte-identical inputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ModelMeta", "Segmenter"]
+
+
+@dataclass
+class ModelMeta:
+    """What every artifact (checkpoint, ONNX, engine sidecar) carries about its model."""
+
+    variant: str
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_hw: tuple[int, int]
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        return cls(
+            variant=str(d["variant"]),
+            classes=list(d["classes"]),
+            palette=[tuple(int(v) for v in c) for c in d["palette"]],  # type: ignore[misc]
+            mean=tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
+            input_hw=(int(d["input_hw"][0]), int(d["input_hw"][1])),
+            precision=str(d.get("precision", "fp32")),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+class Segmenter(ABC):
+    """A loaded segmentation model behind one backend.
+
+    ``__call__(bgr)`` runs the whole chain on one OpenCV BGR uint8 frame and returns train-id
+    labels (H, W) uint8 at the frame's size.
+    """
+
+    backend: str = "?"
+
+    def __init__(self, meta: ModelMeta) -> None:
+        self.meta = meta
+        self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1) * 255.0
+        self._inv_std = 1.0 / (np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1) * 255.0)
+
+    def preprocess(self, bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 (H, W, 3) -> normalised RGB float32 (1, 3, h, w) at the model's input size."""
+        import cv2
+
+        h, w = self.meta.input_hw
+        if bgr.shape[:2] != (h, w):
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+        rgb = bgr[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        return (rgb - self._mean) * self._inv_std
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) float32 -> logits (N, C, h, w) float or labels (N, h, w) integer."""
+
+    def postprocess(self, out: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """Network output -> labels (H, W) uint8 at ``size_hw`` (nearest for labels)."""
+        import cv2
+
+        labels = out[0] if out.ndim == 3 else out[0].argmax(0)
+        labels = labels.astype(np.uint8)
+        if labels.shape != tuple(size_hw):
+            labels = cv2.resize(labels, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_NEAREST)
+        return labels
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        return self.postprocess(self.infer(self.preprocess(bgr)), bgr.shape[:2])
+
+    def describe(self) -> dict[str, Any]:
+        """Backend name and versions, for bench reports."""
+        return {"backend": self.backend}
