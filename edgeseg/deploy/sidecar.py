@@ -1,0 +1,163 @@
+"""The JSON sidecar that makes a TensorRT engine self-describing (``model.engine.json``).
+
+A serialized engine only runs on the GPU architecture and the TensorRT release that built it, and
+it carries none of the model's metadata. The sidecar records both, so ``run`` and ``bench`` need
+no repeated flags and refuse a foreign engine with one line instead of a deserialization crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg import __version__
+from edgeseg.deploy.trt_compat import parse_trt_version
+from edgeseg.errors import EdgesegError
+
+__all__ = [
+    "EngineSidecar",
+    "check_sidecar",
+    "file_sha256",
+    "normalise_compute_capability",
+    "sidecar_path",
+]
+
+SCHEMA = 1
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            h.update(block)
+    return h.hexdigest()
+
+
+def normalise_compute_capability(cc: str | tuple[int, int] | list[int]) -> str:
+    """``(8, 7)``, ``'8.7'``, ``'sm_87'``, ``'87'`` -> ``'8.7'``."""
+    if isinstance(cc, (tuple, list)):
+        if len(cc) != 2:
+            raise EdgesegError(f"compute capability needs (major, minor), got {cc!r}")
+        return f"{int(cc[0])}.{int(cc[1])}"
+    text = str(cc).strip().lower().removeprefix("sm_").removeprefix("sm")
+    if "." in text:
+        major, _, minor = text.partition(".")
+    elif text.isdigit() and len(text) >= 2:
+        major, minor = text[:-1], text[-1]
+    else:
+        raise EdgesegError(f"not a compute capability: {cc!r} (expected e.g. 8.7 or sm_87)")
+    if not (major.isdigit() and minor.isdigit()):
+        raise EdgesegError(f"not a compute capability: {cc!r} (expected e.g. 8.7 or sm_87)")
+    return f"{int(major)}.{int(minor)}"
+
+
+def _sm(cc: str) -> str:
+    return "sm_" + normalise_compute_capability(cc).replace(".", "")
+
+
+@dataclass
+class EngineSidecar:
+    """Facts about one engine file.
+
+    Args:
+        trt_version: TensorRT that built it (``10.3.0.30``).
+        gpu_name, compute_capability: the build GPU (``Orin``, ``8.7``).
+        precision: ``fp32`` / ``fp16`` / ``int8``.
+        input_shape: the input's shape (the optimization profile's opt shape if dynamic).
+        profile: ``{"min": [...], "opt": [...], "max": [...]}`` of the input when any dimension
+            is dynamic, else None.
+        onnx_sha256: hash of the ONNX it was built from (empty for torch2trt engines).
+        edgeseg_version: producer version.
+        model: the model metadata (``ModelMeta.to_dict()`` layout) carried over from the ONNX.
+        dla_core: DLA core it runs on, None for GPU.
+        builder: ``onnx`` (ONNX parser) or ``torch2trt``.
+    """
+
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    input_shape: list[int]
+    profile: dict[str, list[int]] | None = None
+    onnx_sha256: str = ""
+    edgeseg_version: str = __version__
+    model: dict[str, Any] = field(default_factory=dict)
+    dla_core: int | None = None
+    builder: str = "onnx"
+    schema: int = SCHEMA
+
+    def __post_init__(self) -> None:
+        self.compute_capability = normalise_compute_capability(self.compute_capability)
+        self.input_shape = [int(v) for v in self.input_shape]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "sidecar") -> EngineSidecar:
+        required = ("trt_version", "gpu_name", "compute_capability", "precision", "input_shape")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise EdgesegError(f"{source} lacks {', '.join(missing)}: rebuild the engine")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def write(self, engine_path: str | Path) -> Path:
+        """Write ``<engine>.json`` next to the engine; returns its path."""
+        path = sidecar_path(engine_path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, engine_path: str | Path) -> EngineSidecar:
+        path = sidecar_path(engine_path)
+        if not path.is_file():
+            raise EdgesegError(
+                f"{path} not found: an engine without its sidecar can't be checked against this "
+                "machine; rebuild it with `edgeseg export --format engine ...`"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise EdgesegError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(data, dict):
+            raise EdgesegError(f"{path} should hold a JSON object")
+        return cls.from_dict(data, source=str(path))
+
+
+def check_sidecar(
+    sidecar: EngineSidecar,
+    current_gpu: str,
+    current_cc: str | tuple[int, int],
+    current_trt: str,
+) -> None:
+    """Refuse an engine built for another GPU architecture or TensorRT release.
+
+    A different compute capability or TensorRT major.minor.patch raises EdgesegError (one line
+    naming both sides); the same architecture under another device name (Orin NX vs Orin Nano)
+    only warns, as TensorRT itself does.
+    """
+    cc = normalise_compute_capability(current_cc)
+    built_trt, here_trt = parse_trt_version(sidecar.trt_version), parse_trt_version(current_trt)
+    if sidecar.compute_capability != cc or not built_trt.same_release(here_trt):
+        raise EdgesegError(
+            f"engine built for {sidecar.gpu_name} ({_sm(sidecar.compute_capability)}) with "
+            f"TensorRT {built_trt}; this machine has {current_gpu} ({_sm(cc)}) / TensorRT "
+            f"{here_trt}: rebuild it on the target with `edgeseg export --format engine ...`"
+        )
+    if sidecar.gpu_name != current_gpu:
+        warnings.warn(
+            f"engine built on {sidecar.gpu_name}, running on {current_gpu} (same {_sm(cc)}): "
+            "it works, but tactics were timed on the other device",
+            stacklevel=2,
+        )
