@@ -54,17 +54,21 @@ class Segmenter(ABC):
     """
 
     backend: str = "?"
+    # True when the backend accepts any input size (torch, dynamic ONNX): `native_size=True`
+    # then skips the resize, e.g. for evaluation at the dataset's own resolution.
+    dynamic_input: bool = False
 
     def __init__(self, meta: ModelMeta) -> None:
         self.meta = meta
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1) * 255.0
         self._inv_std = 1.0 / (np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1) * 255.0)
 
-    def preprocess(self, bgr: np.ndarray) -> np.ndarray:
-        """BGR uint8 (H, W, 3) -> normalised RGB float32 (1, 3, h, w) at the model's input size."""
+    def preprocess(self, bgr: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """BGR uint8 (H, W, 3) -> normalised RGB float32 (1, 3, h, w) at ``size_hw``
+        (default: the model's input size)."""
         import cv2
 
-        h, w = self.meta.input_hw
+        h, w = size_hw or self.meta.input_hw
         if bgr.shape[:2] != (h, w):
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
         rgb = bgr[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
@@ -84,8 +88,9 @@ class Segmenter(ABC):
             labels = cv2.resize(labels, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_NEAREST)
         return labels
 
-    def __call__(self, bgr: np.ndarray) -> np.ndarray:
-        return self.postprocess(self.infer(self.preprocess(bgr)), bgr.shape[:2])
+    def __call__(self, bgr: np.ndarray, *, native_size: bool = False) -> np.ndarray:
+        size = bgr.shape[:2] if (native_size and self.dynamic_input) else None
+        return self.postprocess(self.infer(self.preprocess(bgr, size)), bgr.shape[:2])
 
     def describe(self) -> dict[str, Any]:
         """Backend name and versions, for bench reports."""

@@ -1,0 +1,144 @@
+"""`edgeseg train` and `edgeseg eval`: thin wrappers over edgeseg.train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+
+
+@command("train", help="Train DESANet (paper 4.1 recipe; torchrun for multi-GPU).")
+def train_cli(
+    model: str = typer.Option("desanet-hn", "--model", "-m", help="desanet-hn or desanet-rn."),
+    data: Path = typer.Option(..., "--data", help="Cityscapes-layout root (real or synthetic)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.jsonl)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of training options."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Iterations [640000]."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch per process [3]."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Crop HxW or N [1024]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Initial learning rate [0.005]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Loader workers [4]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed [0]."),
+    split: Optional[str] = typer.Option(None, "--split", help="Training split [trainval]."),
+    backbone_weights: Optional[Path] = typer.Option(
+        None, "--backbone-weights", help="ImageNet checkpoint for the context path."
+    ),
+    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint interval."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Val interval (0: end)."),
+    no_rmi: bool = typer.Option(False, "--no-rmi", help="Drop the RMI term (quick runs)."),
+    no_gridmask: bool = typer.Option(False, "--no-gridmask", help="Disable GridMask."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under torchrun."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 [auto]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint."),
+    json_: bool = JsonOpt,
+) -> None:
+    from edgeseg.train.config import load_train_config
+    from edgeseg.train.loop import Dist, train
+
+    cfg = load_train_config(
+        config,
+        model=model, data=str(data), out=str(out), iters=iters, batch=batch,
+        crop=_parse_hw(crop) if crop else None, lr=lr, workers=workers, seed=seed, split=split,
+        backbone_weights=str(backbone_weights) if backbone_weights else None,
+        ckpt_every=ckpt_every, eval_every=eval_every, rmi=False if no_rmi else None,
+        gridmask=False if no_gridmask else None, sync_bn=sync_bn or None,
+        tensorboard=tensorboard or None, device=device,
+    )
+    main = Dist.from_env().main
+    start = 0
+    if resume is not None:
+        from edgeseg.train.checkpoint import load_checkpoint
+
+        start = int(load_checkpoint(resume).get("iteration", 0))
+    with progress("train", cfg.iters - start if main else None) as bar:
+
+        def on_step(it: int, info: dict[str, float]) -> None:
+            if main:
+                bar(1, " ".join(f"{k} {v:.3g}" for k, v in info.items() if k != "total"))
+
+        result = train(cfg, resume=resume, on_step=on_step, log=console.print)
+    if not main:
+        return
+    report = {
+        "checkpoint": str(result.checkpoint),
+        "iterations": result.iteration,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "interrupted": result.interrupted,
+        "seconds": round(result.seconds, 1),
+        "eval": result.eval,
+    }
+    if json_:
+        emit_json(report)
+    else:
+        _print_eval(result.eval or {}, title=f"{cfg.model}: {result.iteration} iterations")
+        console.print(f"checkpoint: {result.checkpoint}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@command("eval", help="mIoU and per-class IoU of a checkpoint on a Cityscapes-layout split.")
+def eval_cli(
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint (.pt) from edgeseg train."),
+    data: Path = typer.Option(..., "--data", help="Cityscapes-layout root."),
+    split: str = typer.Option("val", "--split", help="train, val or trainval."),
+    save_pred: Optional[Path] = typer.Option(
+        None, "--save-pred", help="Write submission PNGs (Cityscapes label ids) here."
+    ),
+    json_: bool = JsonOpt,
+) -> None:
+    report = evaluate(weights, data, split, save_pred)
+    if json_:
+        emit_json(report)
+    else:
+        _print_eval(report, title=f"{weights.name} on {split}")
+
+
+def evaluate(
+    weights: Path, data: Path, split: str = "val", save_pred: Path | None = None
+) -> dict:
+    """Library entry of `edgeseg eval`: one confusion matrix over the split."""
+    from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.runtime import open_segmenter
+    from edgeseg.train.evaluate import evaluate_segmenter
+
+    dataset = CityscapesDataset(data, split)
+    seg = open_segmenter(weights)
+    items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
+    with progress("eval", len(dataset)) as bar:
+        return evaluate_segmenter(
+            lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),
+            save_pred=save_pred, on_image=bar,
+        )
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    from edgeseg.errors import EdgesegError
+
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise EdgesegError(f"--crop: expected HxW or N, got '{text}'") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise EdgesegError(f"--crop: expected HxW or N, got '{text}'")
+    return parts[0], parts[1]
+
+
+def _print_eval(report: dict, title: str) -> None:
+    if not report:
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, v in report["iou_per_class"].items():
+        table.add_row(name, "—" if v is None else f"{v:.3f}")
+    table.add_row("[bold]mIoU", f"[bold]{report['miou']:.3f}")
+    table.add_row("pixel accuracy", f"{report['pixel_accuracy']:.3f}")
+    console.print(table)

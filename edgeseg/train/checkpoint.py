@@ -1,0 +1,134 @@
+"""Self-describing, atomically written training checkpoints.
+
+A checkpoint holds the model, optimizer, scheduler, RNG states, iteration and run config, and
+the model metadata every later command needs (variant, classes, palette, mean/std, input size),
+so `edgeseg export/eval/run --weights CKPT` ask for nothing else. Everything in it loads with
+``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeseg import __version__
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime.base import ModelMeta
+
+__all__ = [
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "rng_state",
+    "set_rng_state",
+    "file_sha256",
+]
+
+FORMAT = "edgeseg-checkpoint/1"
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": _py_state_to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _py_state_to_lists(s: tuple) -> list:
+    version, internal, gauss = s
+    return [version, list(internal), gauss]
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus format/version stamps) to ``path`` via temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "edgeseg_version": __version__, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesegError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated or foreign files
+        raise EdgesegError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise EdgesegError(f"{path}: not an edgeseg checkpoint (expected format {FORMAT})")
+    return ckpt
+
+
+def load_model(path: str | Path, *, dcn_impl: str = "auto") -> tuple[torch.nn.Module, ModelMeta]:
+    """Rebuild the model of a checkpoint in eval mode, with its metadata."""
+    from edgeseg.models.desanet import build_model
+
+    ckpt = load_checkpoint(path)
+    meta = ModelMeta.from_dict(ckpt["meta"])
+    model = build_model(meta.variant, num_classes=len(meta.classes), aux=False, dcn_impl=dcn_impl)
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("aux_head.")}
+    model.load_state_dict(state, strict=True)
+    meta.extra.setdefault("checkpoint_sha256", file_sha256(path))
+    return model.eval(), meta
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_meta(variant: str, input_hw: tuple[int, int]) -> ModelMeta:
+    """Metadata of a Cityscapes-trained (19-class) model with ImageNet normalisation."""
+    from edgeseg.data import MEAN, STD
+    from edgeseg.data.cityscapes import CLASSES, PALETTE
+
+    return ModelMeta(
+        variant=variant,
+        classes=list(CLASSES),
+        palette=[tuple(c) for c in PALETTE],
+        mean=MEAN,
+        std=STD,
+        input_hw=input_hw,
+    )
+
+
+def save_model_only(path: str | Path, model: torch.nn.Module, meta: ModelMeta, **extra: Any) -> Path:
+    """A weights-only checkpoint (e.g. `--random-init` cost studies, tests)."""
+    return save_checkpoint(path, {"model": model.state_dict(), "meta": meta.to_dict(), **extra})

@@ -1,0 +1,99 @@
+"""Evaluation: one confusion matrix over a whole split (Cityscapes convention), per-class IoU,
+mIoU and pixel accuracy; optional submission PNGs in Cityscapes label ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ConfusionMatrix", "evaluate_segmenter", "evaluate_model"]
+
+
+class ConfusionMatrix:
+    """Accumulates a (C, C) matrix, rows = ground truth, columns = prediction; 255 ignored."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.n = num_classes
+        self.ignore = ignore_index
+        self.mat = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        pred = np.asarray(pred).ravel().astype(np.int64)
+        target = np.asarray(target).ravel().astype(np.int64)
+        keep = (target != self.ignore) & (target < self.n)
+        idx = target[keep] * self.n + np.clip(pred[keep], 0, self.n - 1)
+        self.mat += np.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n)
+
+    def iou(self) -> np.ndarray:
+        """TP / (TP + FP + FN) per class; NaN for a class absent from both GT and prediction."""
+        tp = np.diag(self.mat).astype(np.float64)
+        denom = self.mat.sum(0) + self.mat.sum(1) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+
+    def summary(self, classes: list[str]) -> dict[str, Any]:
+        iou = self.iou()
+        total = self.mat.sum()
+        return {
+            # mean over classes that occur (in GT or prediction); Cityscapes' own script does
+            # the same NaN-skipping mean, and on the real val set all 19 occur.
+            "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
+            "iou_per_class": {c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou)},
+            "pixel_accuracy": float(np.diag(self.mat).sum() / total) if total else 0.0,
+        }
+
+
+def evaluate_segmenter(
+    predict: Callable[[np.ndarray], np.ndarray],
+    items: Iterable[tuple[np.ndarray, np.ndarray, Path | None]],
+    classes: list[str],
+    *,
+    save_pred: Path | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``predict(rgb) -> train-id labels`` over (rgb, train-id mask, image path) items."""
+    import cv2
+
+    from edgeseg.data.cityscapes import train_ids_to_ids
+
+    cm = ConfusionMatrix(len(classes))
+    n = 0
+    if save_pred is not None:
+        save_pred.mkdir(parents=True, exist_ok=True)
+    for rgb, mask, path in items:
+        pred = predict(rgb)
+        cm.update(pred, mask)
+        n += 1
+        if save_pred is not None and path is not None:
+            # Cityscapes submissions: label ids, named after the input image
+            cv2.imwrite(str(save_pred / path.name), train_ids_to_ids(pred).astype(np.uint8))
+        if on_image:
+            on_image()
+    return {**cm.summary(classes), "images": n}
+
+
+def evaluate_model(model: Any, dataset: Any, classes: list[str], device: str = "cpu") -> dict:
+    """mIoU of a torch model (eval mode) over a CityscapesDataset, at full image size."""
+    import torch
+
+    from edgeseg.data import MEAN, STD
+
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+    was_training = model.training
+    model.eval()
+
+    def predict(rgb: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float()
+        with torch.inference_mode():
+            out = model((x - mean) / std)
+        return out.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+    items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
+    try:
+        return evaluate_segmenter(predict, items, classes)
+    finally:
+        model.train(was_training)

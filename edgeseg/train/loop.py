@@ -1,0 +1,329 @@
+"""The training loop of paper section 4.1: SGD + poly schedule over a fixed iteration budget.
+
+One process or many (`torchrun --nproc_per_node N -m edgeseg train ...`: DDP, optional
+SyncBatchNorm). Checkpoints are atomic and complete (model, optimizer, scheduler, RNG,
+iteration, config, metadata); `--resume` reproduces the uninterrupted run's losses because the
+sampler and every sample's augmentation are functions of (seed, global position).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from edgeseg.errors import EdgesegError
+from edgeseg.train.checkpoint import (
+    default_meta,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from edgeseg.train.config import TrainConfig
+from edgeseg.train.sampler import ResumableDistributedSampler
+
+__all__ = ["train", "TrainResult", "Dist"]
+
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    iteration: int
+    losses: list[float]
+    eval: dict[str, Any] | None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+class _KeyedDataset(Dataset):
+    """Dataset indexed by (index, seed): the seed drives every random augmentation."""
+
+    def __init__(self, base: Any, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        image, mask = self.base.load(index)
+        return self.transform(image, mask)
+
+
+def _device(cfg: TrainConfig, dist: Dist) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the iteration."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _criterion(cfg: TrainConfig, num_classes: int) -> Callable:
+    from edgeseg.train.losses import DesaNetLoss, OhemCELoss
+
+    if cfg.rmi:
+        return DesaNetLoss(num_classes)
+    ohem = OhemCELoss()
+
+    def ce_only(main: torch.Tensor, aux: torch.Tensor | None, target: torch.Tensor):
+        terms = {"main_ce": ohem(main, target)}
+        if aux is not None:
+            terms["aux_ce"] = ohem(aux, target)
+        total = sum(terms.values())
+        return total, {**{k: float(v.detach()) for k, v in terms.items()}, "total": float(total.detach())}
+
+    return ce_only
+
+
+def _build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.device):
+    from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.data.transforms import build_train_transform
+
+    dataset = CityscapesDataset(cfg.data, cfg.split)
+    no_jitter = {} if cfg.color_jitter else {"jitter": None}
+    transform = build_train_transform(cfg.crop, scale=cfg.scale, gridmask=cfg.gridmask, **no_jitter)
+    sampler = ResumableDistributedSampler(
+        len(dataset), cfg.seed, start_iter * cfg.batch * dist.world_size, dist.rank, dist.world_size
+    )
+    return DataLoader(
+        _KeyedDataset(dataset, transform),
+        batch_size=cfg.batch,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train DESANet per ``cfg``; returns the final checkpoint path, losses and eval metrics."""
+    from edgeseg.models.desanet import build_model
+
+    dist = Dist.from_env()
+    device = _device(cfg, dist)
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    start_iter, ckpt = 0, None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        if "optimizer" not in ckpt:
+            raise EdgesegError(f"{resume}: weights-only checkpoint, cannot resume training")
+        start_iter = int(ckpt["iteration"])
+    torch.manual_seed(cfg.seed)
+    model: nn.Module = build_model(cfg.model, backbone_weights=cfg.backbone_weights)
+    from edgeseg.data.cityscapes import NUM_CLASSES
+
+    if dist.world_size > 1 and cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    raw_model = model
+    opt = torch.optim.SGD(
+        raw_model.param_groups(cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum  # type: ignore[operator]
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda it: max(0.0, 1 - it / cfg.iters) ** cfg.poly_power
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    if ckpt is not None:
+        raw_model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+    if dist.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    criterion = _criterion(cfg, NUM_CLASSES)
+    meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _tensorboard(out, log) if (cfg.tensorboard and dist.main) else None
+    metrics = (out / "metrics.jsonl").open("a") if dist.main else None
+
+    def save(iteration: int) -> None:
+        if dist.main:
+            save_checkpoint(ckpt_path, {
+                "model": raw_model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+                "iteration": iteration,
+                "config": cfg.to_dict(),
+                "meta": meta.to_dict(),
+            })
+
+    loader = _build_loader(cfg, dist, start_iter, device)
+    losses: list[float] = []
+    it, interrupted, t0 = start_iter, False, time.perf_counter()
+    model.train()
+    with _StopFlag() as stop:
+        batches = iter(loader)
+        t_last = time.perf_counter()
+        while it < cfg.iters:
+            images, labels = next(batches)
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            autocast = torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
+            with autocast:
+                main, aux = model(images)
+            loss, terms = criterion(main.float(), aux.float(), labels)
+            if not math.isfinite(float(loss.detach())):
+                where = f"; last good checkpoint: {ckpt_path}" if ckpt_path.is_file() else ""
+                raise EdgesegError(
+                    f"loss became non-finite at iteration {it} ({_fmt(terms)}): lower --lr or "
+                    f"check the labels{where}"
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            it += 1
+            losses.append(_global_mean(loss.detach(), dist))
+            now = time.perf_counter()
+            info = {**terms, "total": losses[-1], "lr": opt.param_groups[0]["lr"]}
+            info["it_s"] = 1.0 / max(now - t_last, 1e-9)
+            t_last = now
+            if metrics and (it % cfg.log_every == 0 or it == cfg.iters):
+                metrics.write(json.dumps({"iter": it, **info}) + "\n")
+                metrics.flush()
+                if writer:
+                    for k, v in info.items():
+                        writer.add_scalar(f"train/{k}", v, it)
+            if on_step:
+                on_step(it, info)
+            if stop.signal is not None:
+                interrupted = True
+                break
+            if cfg.ckpt_every and it % cfg.ckpt_every == 0 and it < cfg.iters:
+                save(it)
+            if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and dist.main:
+                log(f"iteration {it}: val mIoU {_evaluate(cfg, raw_model, device)['miou']:.3f}")
+        save(it)
+    if metrics:
+        metrics.close()
+    if interrupted:
+        log(f"stopped by signal at iteration {it}; checkpoint saved: {ckpt_path} (--resume it)")
+    result = None
+    if dist.main and not interrupted and cfg.val_split:
+        result = _evaluate(cfg, raw_model, device)
+        (out / "eval.json").write_text(json.dumps(result, indent=2))
+    if writer:
+        writer.close()
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+    return TrainResult(ckpt_path, it, losses, result, interrupted, time.perf_counter() - t0)
+
+
+def _evaluate(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict[str, Any]:
+    from edgeseg.data.cityscapes import CLASSES, CityscapesDataset
+    from edgeseg.train.evaluate import evaluate_model
+
+    try:
+        val = CityscapesDataset(cfg.data, cfg.val_split)
+    except EdgesegError:
+        return {}
+    return evaluate_model(model, val, list(CLASSES), str(device))
+
+
+def _global_mean(value: torch.Tensor, dist: Dist) -> float:
+    """The loss averaged over ranks, so logs read the same for any number of processes."""
+    if dist.world_size > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= dist.world_size
+    return float(value)
+
+
+def _fmt(terms: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+
+
+def _tensorboard(out: Path, log: Callable[[str], None]) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log("tensorboard is not installed (pip install tensorboard): logging to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(out / "tb"))
