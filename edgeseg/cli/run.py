@@ -1,0 +1,182 @@
+"""`edgeseg run`: live segmentation from a camera, stream, video or images to a window or files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.errors import EdgesegError
+
+if TYPE_CHECKING:
+    from edgeseg.runtime.base import Segmenter
+    from edgeseg.video.pipeline import RunSummary
+    from edgeseg.video.sources import FrameSource
+
+SOURCE_HELP = (
+    "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
+    "file, an image folder or a quoted glob ('frames/*.png')."
+)
+SINK_HELP = (
+    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, or none. "
+    "auto: display when there is one, else none."
+)
+MASKS_HELP = (
+    "Folder sink: comma list of color (palette PNG), labelids (Cityscapes label ids), "
+    "trainids, vis (the visualisation)."
+)
+
+
+def pick_model(
+    weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
+) -> tuple[Path, str]:
+    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``."""
+    given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
+             if p is not None]
+    if len(given) != 1:
+        raise EdgesegError("give exactly one of --weights, --onnx, --engine")
+    return given[0]
+
+
+def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
+    """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
+    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
+    argmax there."""
+    from edgeseg.runtime import open_segmenter
+
+    opts: dict[str, Any] = {}
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
+            opts.update(device="cuda", argmax=True)
+    if profile is not None:
+        from edgeseg.profiles import load_profile
+
+        prof = load_profile(profile)
+        if backend == "torch":
+            opts["input_hw"] = prof.deploy.input_hw
+    return open_segmenter(path, backend=backend, **opts)
+
+
+def run(
+    segmenter: Segmenter,
+    source: str | FrameSource,
+    sink: str = "none",
+    *,
+    visualize: str = "overlay",
+    alpha: float = 0.5,
+    max_frames: int | None = None,
+    masks: Sequence[str] = ("color",),
+    legend: bool = True,
+    hud: bool = True,
+    reconnect: int = 5,
+    warn: Callable[[str], Any] | None = None,
+    show_progress: bool = False,
+) -> RunSummary:
+    """Run ``segmenter`` on ``source`` into ``sink`` (see :func:`run_pipeline`); a progress bar
+    on a terminal with ``show_progress``."""
+    from edgeseg.video.pipeline import run_pipeline
+    from edgeseg.video.sources import FrameSource, Reconnect
+
+    src = source if isinstance(source, FrameSource) else FrameSource(
+        source, warn=warn, reconnect=Reconnect(attempts=reconnect))
+    src.open()
+    total = src.expected
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    kw: dict[str, Any] = {"legend": legend, "hud": hud, "masks": masks, "warn": warn}
+    if not show_progress:
+        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, **kw)
+    with progress("run", total, transient=True) as bar:
+        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, bar, **kw)
+
+
+def _quiet_opencv() -> None:
+    """OpenCV/FFmpeg print their own warnings for every bad frame; ours say it once, clearly.
+    Set OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL to see theirs."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+@command(
+    "run",
+    help="Live segmentation: camera, CSI, RTSP, video or images -> window, video or masks. "
+    "Exit status 0, 1 when a live source was lost for good, 2 on errors.",
+)
+def run_cli(
+    weights: Path | None = typer.Option(None, "--weights", help="Checkpoint (.pt): torch."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
+    engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    source: str = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
+    sink: str = typer.Option("auto", "--sink", "-o", help=SINK_HELP),
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="Device profile (name, .yaml or auto): checkpoint input size."
+    ),
+    visualize: str = typer.Option("overlay", "--visualize", help="overlay, mask or side-by-side."),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Mask weight in overlay."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after N."),
+    masks: str = typer.Option("color", "--masks", help=MASKS_HELP),
+    legend: bool = typer.Option(True, "--legend/--no-legend", help="Legend of classes present."),
+    hud: bool = typer.Option(True, "--hud/--no-hud", help="FPS and latency on the picture."),
+    reconnect: int = typer.Option(
+        5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
+    ),
+    json_: bool = JsonOpt,
+) -> None:
+    _quiet_opencv()
+    from edgeseg.video.overlay import check_visualize
+    from edgeseg.video.sinks import check_sink, display_available, parse_sink
+    from edgeseg.video.sources import FrameSource, Reconnect
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning:[/] {msg}", soft_wrap=True, highlight=False)
+
+    auto = sink == "auto"
+    if auto:
+        sink = "display" if display_available() else "none"
+    mask_list = [m.strip() for m in masks.split(",") if m.strip()]
+    model_path, backend = pick_model(weights, onnx, engine)
+    check_visualize(visualize, alpha)
+    check_sink(parse_sink(sink), mask_list)
+    # Source and sink are checked before the model loads, so a typo fails in a second.
+    src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
+    try:
+        seg = load_segmenter(model_path, backend, profile)
+    except BaseException:
+        src.close()
+        raise
+    if auto and sink == "none":
+        console.print("no display: results are neither shown nor saved (use --sink out.mp4)")
+    summary = run(
+        seg, src, sink, visualize=visualize, alpha=alpha, max_frames=max_frames,
+        masks=mask_list, legend=legend, hud=hud,
+        warn=warn, show_progress=True,
+    )
+    if json_:
+        emit_json(summary.to_dict())
+    else:
+        print_summary(summary)
+    if summary.stop_reason == "source-lost":
+        raise typer.Exit(1)  # a supervisor (systemd Restart=on-failure) can restart the run
+
+
+def print_summary(s: RunSummary) -> None:
+    from rich.table import Table
+
+    table = Table(title="edgeseg run", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for key, value in (
+        ("source", s.source), ("sink", s.sink), ("frames", f"{s.frames}"),
+        ("dropped", f"{s.dropped}"), ("skipped", f"{s.skipped}"), ("FPS", f"{s.fps:.2f}"),
+        ("latency p50 / p99", f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p99']:.1f} ms"),
+        ("stages (mean ms)", "  ".join(f"{k} {v:.1f}" for k, v in s.stages_ms.items())),
+        ("stopped", s.stop_reason),
+    ):
+        table.add_row(key, value)
+    console.print(table)
