@@ -557,8 +557,12 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _builtin_dir() -> Path | None:
+    import sys
+
     pkg = Path(__file__).resolve().parent
-    for candidate in (pkg.parent / "profiles", pkg / "profiles"):
+    # source checkout / editable install, then a wheel install (pyproject data-files)
+    installed = Path(sys.prefix) / "share" / "edgeseg" / "profiles"
+    for candidate in (pkg.parent / "profiles", pkg / "profiles", installed):
         if candidate.is_dir():
             return candidate
     return None
