@@ -23,7 +23,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check edgeseg tests benchmarks
-	$(BIN)/mypy edgeseg/deploy
+	$(BIN)/mypy edgeseg/deploy edgeseg/runtime edgeseg/train edgeseg/models
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

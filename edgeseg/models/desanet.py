@@ -11,6 +11,7 @@ Widths and every reading of the paper are recorded in docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -139,9 +140,10 @@ class DESANet(nn.Module):
             return logits, aux
         return logits
 
-    def param_groups(self, weight_decay: float) -> list[dict]:
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Weight decay on conv/linear weights only (not BN, not biases), as BiSeNet does."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for p in self.parameters():
             if p.requires_grad:
                 (decay if p.ndim > 1 else no_decay).append(p)

@@ -36,10 +36,10 @@ FORMAT = "edgeseg-checkpoint/1"
 
 
 def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "numpy": [kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), pos, has_gauss, cached],
         "python": _py_state_to_lists(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -122,7 +122,7 @@ def default_meta(variant: str, input_hw: tuple[int, int]) -> ModelMeta:
     return ModelMeta(
         variant=variant,
         classes=list(CLASSES),
-        palette=[tuple(c) for c in PALETTE],
+        palette=list(PALETTE),
         mean=MEAN,
         std=STD,
         input_hw=input_hw,

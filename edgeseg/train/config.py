@@ -36,7 +36,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate at the end only
     log_every: int = 10
     amp: bool | None = None  # None: on for CUDA
-    channels_last: bool | None = None  # None: on for CUDA
+    channels_last: bool = True  # oneDNN and cuDNN both run NHWC convs faster (CPU: ~1.2x)
     sync_bn: bool = False
     tensorboard: bool = False
     device: str = "auto"

@@ -140,8 +140,10 @@ def _build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.d
     from edgeseg.data.transforms import build_train_transform
 
     dataset = CityscapesDataset(cfg.data, cfg.split)
-    no_jitter = {} if cfg.color_jitter else {"jitter": None}
-    transform = build_train_transform(cfg.crop, scale=cfg.scale, gridmask=cfg.gridmask, **no_jitter)
+    transform = build_train_transform(
+        cfg.crop, scale=cfg.scale, gridmask=cfg.gridmask,
+        jitter=(0.4, 0.4, 0.4, 0.0) if cfg.color_jitter else None,
+    )
     sampler = ResumableDistributedSampler(
         len(dataset), cfg.seed, start_iter * cfg.batch * dist.world_size, dist.rank, dist.world_size
     )
@@ -174,7 +176,7 @@ def train(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    channels_last = cfg.channels_last
 
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_NAME
@@ -239,7 +241,10 @@ def train(
         batches = iter(loader)
         t_last = time.perf_counter()
         while it < cfg.iters:
-            images, labels = next(batches)
+            try:
+                images, labels = next(batches)
+            except EdgesegError as e:  # raised in a worker: keep the message, drop its traceback
+                raise EdgesegError(_last_line(str(e))) from None
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             if channels_last:
@@ -314,6 +319,11 @@ def _global_mean(value: torch.Tensor, dist: Dist) -> float:
         torch.distributed.all_reduce(value)
         value /= dist.world_size
     return float(value)
+
+
+def _last_line(message: str) -> str:
+    line = message.strip().splitlines()[-1]
+    return line.split("EdgesegError: ", 1)[-1]
 
 
 def _fmt(terms: dict[str, float]) -> str:
