@@ -12,11 +12,14 @@ from edgeseg.cli._util import app
 
 # Command modules: importing registers the command (order = order in --help).
 from edgeseg.cli import train  # noqa: E402,F401
-from edgeseg.cli import info  # noqa: E402,F401
 from edgeseg.cli import export  # noqa: E402,F401
+from edgeseg.cli import calibrate  # noqa: E402,F401
+from edgeseg.cli import bench  # noqa: E402,F401
+from edgeseg.cli import run  # noqa: E402,F401
+from edgeseg.cli import info  # noqa: E402,F401
 from edgeseg.cli import profiles  # noqa: E402,F401
 from edgeseg.cli import data  # noqa: E402,F401
-from edgeseg.cli import run  # noqa: E402,F401
+from edgeseg.cli import demo  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,144 @@
+"""The one-command CPU demo: synthetic scenes -> train -> eval -> ONNX -> INT8 -> bench -> run.
+
+Every step calls the same library function its command does, so the demo is also an
+end-to-end check of the toolkit. Results land in one folder (default outputs/).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DemoSettings", "run_demo", "write_synthetic_video"]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    model: str = "desanet-hn"
+    height: int = 128  # training crop and scene size (CPU-sized; the paper uses 1024x2048)
+    width: int = 256
+    train_images: int = 160
+    val_images: int = 24
+    iters: int = 300
+    batch: int = 8
+    lr: float = 0.02
+    calib_images: int = 64
+    video_frames: int = 48
+    bench_seconds: float = 3.0
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """A minutes-long variant for tests: same steps, tiny sizes."""
+        return cls(height=64, width=128, train_images=24, val_images=6, iters=4, batch=2,
+                   calib_images=8, video_frames=6, bench_seconds=0.5)
+
+
+def write_synthetic_video(path: Path, frames: int, height: int, width: int, seed: int = 0,
+                          fps: float = 10.0) -> Path:
+    """A drive through synthetic scenes as an .mp4 (one scene per frame)."""
+    import cv2
+
+    from edgeseg.data.synthetic import generate_scene, scene_rng
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        for i in range(frames):
+            rgb, _ = generate_scene(scene_rng(seed, "test", i), height, width)
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+Step = Callable[[str], None]
+
+
+def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
+             on_step: Step | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage; returns the summary also written to ``out/summary.json``."""
+    from edgeseg.bench.report import run_bench
+    from edgeseg.cli.export import export
+    from edgeseg.cli.run import run
+    from edgeseg.cli.train import evaluate
+    from edgeseg.data.synthetic import write_synthetic_cityscapes
+    from edgeseg.deploy.quantize import calibrate
+    from edgeseg.runtime import open_segmenter
+    from edgeseg.train.config import load_train_config
+    from edgeseg.train.loop import train
+
+    s = settings
+    out.mkdir(parents=True, exist_ok=True)
+    data, run_dir = out / "data", out / "run"
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {"settings": s.__dict__, "outputs": {}}
+
+    def stage(name: str) -> Callable[[], None]:
+        if on_step:
+            on_step(name)
+        t0 = time.perf_counter()
+        return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 1))
+
+    done = stage("synthetic scenes")
+    write_synthetic_cityscapes(data, train=s.train_images, val=s.val_images, height=s.height,
+                               width=s.width, seed=s.seed, overwrite=True)
+    done()
+
+    done = stage("train")
+    cfg = load_train_config(
+        None, model=s.model, data=str(data), out=str(run_dir), split="train", crop=(s.height, s.width),
+        scale=(0.75, 1.5), gridmask=False, rmi=False, iters=s.iters, batch=s.batch, lr=s.lr,
+        workers=1, seed=s.seed, ckpt_every=0, val_split="",
+    )
+    result = train(cfg, log=log)
+    ckpt = result.checkpoint
+    summary["train"] = {"iterations": result.iteration, "final_loss": result.losses[-1],
+                        "seconds": round(result.seconds, 1)}
+    done()
+
+    done = stage("eval")
+    ev = evaluate(ckpt, data, "val")
+    (out / "eval.json").write_text(json.dumps(ev, indent=2))
+    summary["eval"] = {"miou": ev["miou"], "pixel_accuracy": ev["pixel_accuracy"]}
+    done()
+
+    done = stage("export onnx")
+    onnx_path = out / "model.onnx"
+    exp = export(onnx_path, weights=ckpt, fmt="onnx", profile="x86-cpu", height=s.height,
+                 width=s.width, dcn="portable")
+    summary["export"] = {"parity": exp.get("parity"), "path": str(onnx_path)}
+    done()
+
+    done = stage("calibrate int8")
+    cal = calibrate(images=data, out=out / "int8", onnx=onnx_path, profile="x86-cpu",
+                    num=s.calib_images, seed=s.seed, log=lambda m: None)
+    (out / "calibrate.json").write_text(json.dumps(cal, indent=2, default=str))
+    int8_path = Path(cal["outputs"]["qdq_onnx"])
+    summary["calibrate"] = {k: cal.get(k) for k in ("agreement", "miou_fp32", "miou_int8", "speedup")}
+    done()
+
+    done = stage("bench fp32 vs int8")
+    bench = run_bench(onnx=onnx_path, onnx_int8=int8_path, profile="x86-cpu", height=s.height,
+                      width=s.width, compare="onnxruntime:fp32,onnxruntime:int8,torch:fp32",
+                      weights=None, duration_s=s.bench_seconds, warmup_s=0.5,
+                      warn=lambda m: log(f"warning: {m}"))
+    (out / "bench.json").write_text(json.dumps(bench, indent=2, default=str))
+    summary["bench"] = bench
+    done()
+
+    done = stage("run on video")
+    video = write_synthetic_video(out / "input.mp4", s.video_frames, s.height * 2, s.width * 2, s.seed)
+    seg = open_segmenter(onnx_path)
+    rs = run(seg, str(video), str(out / "overlay.mp4"), visualize="overlay")
+    summary["run"] = rs.to_dict()
+    done()
+
+    summary["timings_s"] = timings
+    summary["outputs"] = {p.name: str(p) for p in sorted(out.iterdir()) if p.is_file()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
