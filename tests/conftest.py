@@ -13,9 +13,11 @@ import pytest
 
 os.environ.setdefault("CI", "true")  # plain progress lines, no live bars, in test output
 
-# The acceptance run of issue 4: DESANet-HN on synthetic scenes at 128x256 on CPU.
+# The shared run: DESANet-HN on synthetic scenes at 128x256 on CPU, short enough for CI
+# (~2 min on 2 idle cores). It proves learning, not accuracy: the mIoU >= 0.60 acceptance run
+# is tests/test_train.py::test_acceptance_miou (EDGESEG_ACCEPTANCE=1).
 TRAIN_HW = (128, 256)
-TRAIN_SETTINGS = dict(iters=int(os.environ.get("EDGESEG_TEST_ITERS", 300)), batch=8, lr=0.02)
+TRAIN_SETTINGS = dict(iters=int(os.environ.get("EDGESEG_TEST_ITERS", 60)), batch=8, lr=0.05)
 
 
 @pytest.fixture(scope="session")
