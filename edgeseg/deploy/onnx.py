@@ -10,8 +10,8 @@ Deformable conv (``dcn``):
   has no symbolic either), so :func:`_deform_conv2d_onnx` supplies one through
   ``custom_translation_table``. onnxruntime runs it on CPU; TensorRT's parser imports it from
   10.1 onto the ModulatedDeformConv2d plugin.
-* ``portable``: standard ops (GridSample + one strided Conv); standard ops only (GridSample, Conv ...). The graph is
-  checked to contain no ``DeformConv``.
+* ``portable``: standard ops only (one GridSample + one strided Conv). The graph is checked to
+  contain no ``DeformConv``.
 
 Outputs: ``logits`` (N, C, H, W) float, or with ``argmax=True`` *instead* a ``labels`` output
 (N, H, W) uint8 (ArgMax over classes + Cast). Labels replace logits because the point is to
