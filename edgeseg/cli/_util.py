@@ -34,8 +34,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """Register a command on the app and turn EdgesegError into `error: ...` + exit 2."""
+def command(
+    name: str | None = None, *, on: typer.Typer | None = None, **kwargs: Any
+) -> Callable[[F], F]:
+    """Register a command on the app (or the sub-app ``on``) and turn EdgesegError into
+    `error: ...` + exit 2."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -48,7 +51,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
                 console.print("interrupted")
                 raise typer.Exit(130) from None
 
-        app.command(name, **kwargs)(run)
+        (on or app).command(name, **kwargs)(run)
         return fn
 
     return wrap

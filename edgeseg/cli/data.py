@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, app, console, emit_json, fail, progress
-from edgeseg.errors import EdgesegError
+from edgeseg.cli._util import JsonOpt, app, command, console, emit_json, progress
 
 data_app = typer.Typer(
     no_args_is_help=True,
@@ -22,31 +19,10 @@ app.add_typer(
     help="Datasets: write synthetic street scenes in the Cityscapes layout.",
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _command(name: str, **kwargs: Any) -> Callable[[F], F]:
-    """Like _util.command, on the `data` sub-app: EdgesegError -> `error: ...`, exit 2."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def run(*args: Any, **kw: Any) -> Any:
-            try:
-                return fn(*args, **kw)
-            except EdgesegError as e:
-                fail(str(e))
-            except KeyboardInterrupt:
-                console.print("interrupted")
-                raise typer.Exit(130) from None
-
-        data_app.command(name, **kwargs)(run)
-        return fn
-
-    return wrap
-
-
-@_command(
-    "synth",
+@command(
+    "synth", on=data_app,
     help="Generate procedural street scenes with Cityscapes labels, in the Cityscapes layout "
     "(leftImg8bit/, gtFine/ with labelIds, labelTrainIds and color PNGs). Deterministic per "
     "--seed; written to a temporary folder and renamed, so OUT is never half-written.",

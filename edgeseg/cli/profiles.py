@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, app, console, emit_json, fail
+from edgeseg.cli._util import JsonOpt, app, command, console, emit_json
 from edgeseg.errors import EdgesegError
 
 profiles_app = typer.Typer(
@@ -22,24 +20,6 @@ app.add_typer(
     help="List, show and validate per-device profiles (device facts + deployment defaults).",
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _command(name: str, **kwargs: Any) -> Callable[[F], F]:
-    """Like _util.command, but on the `profiles` sub-app: EdgesegError -> one line, exit 2."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def run(*args: Any, **kw: Any) -> Any:
-            try:
-                return fn(*args, **kw)
-            except EdgesegError as e:
-                fail(str(e))
-
-        profiles_app.command(name, **kwargs)(run)
-        return fn
-
-    return wrap
 
 
 def _summary(profile: Any) -> dict[str, Any]:
@@ -55,7 +35,7 @@ def _summary(profile: Any) -> dict[str, Any]:
     }
 
 
-@_command("list", help="All profiles found: device, backend, precision, input size.")
+@command("list", on=profiles_app, help="All profiles found: device, backend, precision, input size.")
 def list_cli(json_: bool = JsonOpt) -> None:
     from edgeseg.profiles import list_profiles, profile_path, validate_profile
 
@@ -81,7 +61,7 @@ def list_cli(json_: bool = JsonOpt) -> None:
     console.print(table)
 
 
-@_command("show", help="Every field of one profile (a name, a .yaml path, or 'auto').")
+@command("show", on=profiles_app, help="Every field of one profile (a name, a .yaml path, or 'auto').")
 def show_cli(
     name: Annotated[str, typer.Argument(help="Profile name, path to a .yaml file, or 'auto'.")],
     json_: bool = JsonOpt,
@@ -134,7 +114,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-@_command("validate", help="Check one profile file against the schema; one line per problem.")
+@command("validate", on=profiles_app, help="Check one profile file against the schema; one line per problem.")
 def validate_cli(
     file: Annotated[Path, typer.Argument(help="The profile .yaml file to check.")],
     json_: bool = JsonOpt,
