@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOC, machine_line, write_section  # noqa: E402
 VARIANTS = ("desanet-hn", "desanet-rn")
 TARGET_SPEEDUP = 1.5
 TARGET_EFFICIENCY = {"desanet-rn": 1.0, "desanet-hn": 0.7}
@@ -50,29 +51,6 @@ TARGET_EFFICIENCY = {"desanet-rn": 1.0, "desanet-hn": 0.7}
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def machine_line() -> str:
-    from edgeseg.bench.report import machine, versions
-
-    m, v = machine(), versions()
-    return (f"{m['cpu']}, {m.get('usable_cpus', m['logical_cpus'])} cores, no GPU used; "
-            f"{m['system']}; Python {v['python']}, torch {v['torch']}, onnxruntime "
-            f"{v['onnxruntime']}; load average {m.get('load_avg_1m', '?')} at start")
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the ``<!-- name:start -->``...``<!-- name:end -->`` block of ``doc``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = doc.read_text() if doc.exists() else (
-        "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n")
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
 
 
 def export(variant: str, hw: tuple[int, int], dcn: str, out: Path) -> Path:

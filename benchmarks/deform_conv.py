@@ -52,7 +52,8 @@ from edgeseg.models.deform import (
 )
 
 START, END = "<!-- deform_conv:start -->", "<!-- deform_conv:end -->"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOC, write_section  # noqa: E402
 CHANNELS = 128
 OFFSET_STD = 2.0
 ARGS = ((1, 1), (1, 1), (1, 1))  # stride, padding, dilation
@@ -195,18 +196,6 @@ def _fmt(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}"
 
 
-def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds per shape (median)")
@@ -258,7 +247,7 @@ def main() -> None:
     console.print(table)
     console.print(f"load average after: {meta['load_end']}")
     if not args.no_write:
-        write_section(args.doc, markdown(results, errors, meta))
+        write_section("deform_conv", markdown(results, errors, meta), args.doc)
         console.print(f"wrote {args.doc}")
 
 

@@ -46,7 +46,8 @@ from edgeseg.runtime.torch_backend import TorchSegmenter
 from edgeseg.train.checkpoint import default_meta
 
 START, END = "<!-- export_parity:start -->", "<!-- export_parity:end -->"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOC, write_section  # noqa: E402
 VARIANTS = ("desanet-hn", "desanet-rn")
 MODES = ("native", "portable")
 
@@ -195,17 +196,6 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--height", type=int, default=512)
@@ -239,7 +229,7 @@ def main() -> None:
     meta["load_end"] = load_average()
     console.print(table(rows))
     if not args.no_write:
-        write_section(args.doc, markdown(rows, meta))
+        write_section("export_parity", markdown(rows, meta), args.doc)
         console.print(f"wrote the export_parity section of {args.doc}")
 
 

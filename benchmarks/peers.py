@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_targets import log, machine_line, write_section
+from _docs import machine_line, write_section  # noqa: E402
+from bench_targets import log  # noqa: E402
 
 MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "desanet-hn",
           "desanet-rn")

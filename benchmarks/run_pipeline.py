@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOC, write_section  # noqa: E402
 TARGET = 0.9
 
 
@@ -113,19 +114,6 @@ def make_segmenter(backend: str, hw: tuple[int, int], workdir: Path, *, argmax: 
             return open_segmenter(onnx)
     ckpt = save_model_only(workdir / "desanet-hn.pt", model, meta)
     return open_segmenter(ckpt, argmax=argmax, dcn=dcn)
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the ``<!-- name:start -->``...``<!-- name:end -->`` block of ``doc``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
 
 
 # ------------------------------------------------------------------------------- this benchmark

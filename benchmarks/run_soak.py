@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_pipeline import DOC, ROOT, machine, make_segmenter, synthetic_video, write_section
+from _docs import DOC, write_section  # noqa: E402
+from run_pipeline import ROOT, machine, make_segmenter, synthetic_video  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,33 @@
+"""Shared by the benchmark scripts: the machine line and docs/benchmarks.md sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n"
+
+
+def machine_line() -> str:
+    """CPU, cores, OS, versions and the load at start: figures mean nothing without them."""
+    from edgeseg.bench.report import machine, versions
+
+    m, v = machine(), versions()
+    return (f"{m['cpu']}, {m.get('usable_cpus', m['logical_cpus'])} cores, no GPU used; "
+            f"{m['system']}; Python {v['python']}, torch {v['torch']}, onnxruntime "
+            f"{v['onnxruntime']}; load average {m.get('load_avg_1m', '?')} at start")
+
+
+def write_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the ``<!-- name:start -->``...``<!-- name:end -->`` block of ``doc``,
+    leaving the other scripts' sections as they are."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = body.strip().removeprefix(start).removesuffix(end).strip()
+    block = f"{start}\n{body}\n{end}"
+    text = doc.read_text() if doc.exists() else HEADER
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
