@@ -37,7 +37,7 @@ from edgeseg.train.checkpoint import (
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.sampler import ResumableDistributedSampler
 
-__all__ = ["train", "TrainResult", "Dist"]
+__all__ = ["train", "TrainResult", "Dist", "build_loader", "build_criterion"]
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -118,7 +118,7 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def _criterion(cfg: TrainConfig, num_classes: int) -> Callable:
+def build_criterion(cfg: TrainConfig, num_classes: int) -> Callable:
     from edgeseg.train.losses import DesaNetLoss, OhemCELoss
 
     if cfg.rmi:
@@ -135,7 +135,7 @@ def _criterion(cfg: TrainConfig, num_classes: int) -> Callable:
     return ce_only
 
 
-def _build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.device):
+def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.device):
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.data.transforms import build_train_transform
 
@@ -214,7 +214,7 @@ def train(
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    criterion = _criterion(cfg, NUM_CLASSES)
+    criterion = build_criterion(cfg, NUM_CLASSES)
     meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(out, log) if (cfg.tensorboard and dist.main) else None
@@ -233,7 +233,7 @@ def train(
                 "meta": meta.to_dict(),
             })
 
-    loader = _build_loader(cfg, dist, start_iter, device)
+    loader = build_loader(cfg, dist, start_iter, device)
     losses: list[float] = []
     it, interrupted, t0 = start_iter, False, time.perf_counter()
     model.train()
