@@ -17,7 +17,10 @@ os.environ.setdefault("CI", "true")  # plain progress lines, no live bars, in te
 # (~2 min on 2 idle cores). It proves learning, not accuracy: the mIoU >= 0.60 acceptance run
 # is tests/test_train.py::test_acceptance_miou (EDGESEG_ACCEPTANCE=1).
 TRAIN_HW = (128, 256)
-TRAIN_SETTINGS = dict(iters=int(os.environ.get("EDGESEG_TEST_ITERS", 60)), batch=8, lr=0.05)
+_ACCEPTANCE = os.environ.get("EDGESEG_ACCEPTANCE") == "1"
+TRAIN_SETTINGS = dict(
+    iters=int(os.environ.get("EDGESEG_TEST_ITERS", 1500 if _ACCEPTANCE else 60)), batch=8, lr=0.05
+)
 
 
 @pytest.fixture(scope="session")
