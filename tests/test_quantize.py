@@ -9,9 +9,8 @@ mIoU drop <= 1 point) are checked on the shared trained checkpoint (conftest.py)
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from pathlib import Path
 from typing import Any
 
