@@ -12,7 +12,7 @@ acceptance figure (>= 0.98 agreement, <= 1 mIoU point) is checked on a trained m
 tests/test_quantize.py::test_acceptance_trained_model.
 
 Calibration frames and held-out frames are synthetic street scenes (edgeseg.data.synthetic)
-at the model size, calibrated with ``edgeseg.deploy.quantize`` (entropy, the CLI default).
+at the model size, calibrated with ``edgeseg.deploy.quantize`` (percentile, the CLI default).
 
 Variants (all per-channel int8 weights unless named; sessions use the runtime backend's
 options, ``ORT_ENABLE_ALL``, physical cores):
@@ -20,6 +20,7 @@ options, ``ORT_ENABLE_ALL``, physical cores):
 * ``default``: what `edgeseg calibrate` writes for an onnxruntime profile on a VNNI CPU:
   uint8 activations; DeformConv and the logits head (classifier conv + final upsampling) kept
   float.
+* ``entropy``, ``minmax``: the default with another calibration method.
 * ``quantize-logits``: the logits head in int8 too. ``float-resize``: every Resize kept float
   instead of the logits head.
 * ``per-tensor``: per-tensor weights. ``reduce-range``: 7-bit weights (non-VNNI advice).
@@ -53,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 SPEED_TARGET, AGREEMENT_TARGET = 1.8, 0.98
-VARIANTS = ("default", "quantize-logits", "float-resize", "per-tensor", "reduce-range", "s8s8", "preprocessed",
+VARIANTS = ("default", "entropy", "minmax", "quantize-logits", "float-resize", "per-tensor", "reduce-range", "s8s8", "preprocessed",
             "basic-opt")
 
 
@@ -108,6 +109,19 @@ def random_model(variant: str) -> Any:
     return model
 
 
+def describe_checkpoint(path: Path) -> str:
+    """``trained checkpoint x.pt: 1500 iterations, batch 8, 128x256 crops`` (what it knows)."""
+    from edgeseg.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.get("config") or {}
+    parts = [f"{ckpt['iteration']} iterations" if "iteration" in ckpt else None,
+             f"batch {cfg['batch']}" if "batch" in cfg else None,
+             "x".join(str(v) for v in cfg["crop"]) + " crops" if cfg.get("crop") else None]
+    known = ", ".join(p for p in parts if p)
+    return f"trained checkpoint {path.name}" + (f": {known}" if known else "")
+
+
 def session(path: Path, threads: int, level: str = "ORT_ENABLE_ALL") -> Any:
     import onnxruntime as ort
 
@@ -130,7 +144,7 @@ def bench_model(variant: str, args: argparse.Namespace, data: Path, work: Path) 
     weights = getattr(args, f"weights_{variant.split('-')[1]}")
     if weights:
         model, meta = load_model(weights)
-        origin = f"trained checkpoint {Path(weights).name}"
+        origin = describe_checkpoint(Path(weights))
     else:
         model, meta = random_model(variant), default_meta(variant, hw)
         origin = "random-init"
@@ -152,24 +166,29 @@ def bench_model(variant: str, args: argparse.Namespace, data: Path, work: Path) 
                              work)
         return r, time.perf_counter() - t0
 
-    base = q.QuantSettings("onnxruntime", "entropy", "uint8", "int8", per_channel=True,
+    base = q.QuantSettings("onnxruntime", "percentile", "uint8", "int8", per_channel=True,
                            reduce_range=False, exclude=q.DEFAULT_EXCLUDE)
     asym, calib_s = ranges_for(fp32, base, "asymmetric")
     wanted = [v for v in VARIANTS if v in args.variants]
     settings = {
         "default": base,
+        "entropy": replace(base, method="entropy"),
+        "minmax": replace(base, method="minmax"),
         "quantize-logits": replace(base, exclude=("DeformConv", "GridSample")),
         "float-resize": replace(base, exclude=("DeformConv", "GridSample", "Resize")),
         "per-tensor": replace(base, per_channel=False),
         "reduce-range": replace(base, reduce_range=True),
-        "s8s8": q.QuantSettings.for_target("tensorrt", "entropy"),
+        "s8s8": q.QuantSettings.for_target("tensorrt", "percentile"),
     }
     models: dict[str, tuple[Path, str]] = {"fp32": (fp32, "ORT_ENABLE_ALL")}
     for name in wanted:
         if name in ("basic-opt", "preprocessed"):
             continue
         s = settings[name]
-        r = asym if not s.symmetric_activations else ranges_for(fp32, s, "symmetric")[0]
+        if s.symmetric_activations or s.method != base.method:
+            r = ranges_for(fp32, s, f"{s.method}, {s.activation_type} activations")[0]
+        else:
+            r = asym
         out = work / f"{variant}.{name}.onnx"
         log(f"{variant}: quantizing {name}")
         q.quantize_qdq(fp32, out, r, s, q.excluded_nodes(proto, s.exclude), work)
@@ -178,7 +197,7 @@ def bench_model(variant: str, args: argparse.Namespace, data: Path, work: Path) 
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         pre = work / f"{variant}.pre.onnx"
-        with q._quiet():
+        with q.quiet_ort():
             quant_pre_process(str(fp32), str(pre))
         r, _ = ranges_for(pre, base, "pre-processed")
         out = work / f"{variant}.preprocessed.onnx"
@@ -227,7 +246,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: str) -
     how = (
         f"`python benchmarks/int8.py --height {args.height} --width {args.width} --calib "
         f"{args.calib} --val {args.val} --runs {args.runs} --rounds {args.rounds}`: both variants "
-        f"exported at {args.height}x{args.width} (native DeformConv), calibrated with entropy on "
+        f"exported at {args.height}x{args.width} (native DeformConv), calibrated with percentile on "
         f"{args.calib} synthetic street scenes, agreement = fraction of pixels whose argmax "
         f"matches FP32 on {args.val} other synthetic scenes. Latency: onnxruntime CPU, the "
         "runtime backend's session options, batch 1, inferences of all variants interleaved; "
@@ -256,7 +275,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: str) -
                 f"Target INT8 >= {SPEED_TARGET}x FP32 at >= {AGREEMENT_TARGET} agreement: speed "
                 f"{'PASS' if speed_ok else 'FAIL'} ({d['speedup']:.2f}x), agreement "
                 f"{'PASS' if agree_ok else 'FAIL'} ({d['agreement']:.4f}{note}). Calibration "
-                f"cost: {run['calib_s_per_frame']:.2f} s per frame (entropy, "
+                f"cost: {run['calib_s_per_frame']:.2f} s per frame (percentile, "
                 f"{run['calib_frames']} frames)."
             )
             lines += ["", verdict]
@@ -292,6 +311,9 @@ def findings(runs: list[dict[str, Any]]) -> list[str]:
                           "optimisation) before calibration: {s}, agreement {a}. `calibrate` "
                           "skips it, so the Q/DQ model keeps the FP32 ONNX's tensor names, "
                           "which the TensorRT cache needs.")),
+        ("entropy", ("**Entropy calibration** (KL, TensorRT's classic) instead of "
+                     "percentile: {s}, agreement {a}.")),
+        ("minmax", "**Min-max calibration**: {s}, agreement {a}."),
         ("quantize-logits", ("**Logits head in int8 too** (classifier conv and final "
                              "upsampling): {s}, agreement {a}.")),
         ("float-resize", ("**Every Resize float** instead of the logits head: {s}, "

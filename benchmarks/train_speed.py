@@ -73,11 +73,13 @@ def main() -> None:
     ap.add_argument("--models", default="desanet-hn,desanet-rn")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    h, w = (int(v) for v in args.crop.split("x"))
     from rich.console import Console
     from rich.table import Table
 
     from edgeseg.data.synthetic import write_synthetic_cityscapes
+    from edgeseg.sizes import parse_hw
+
+    h, w = parse_hw(args.crop, "--crop", minimum=32)
 
     host = machine_line()
     with tempfile.TemporaryDirectory() as tmp:

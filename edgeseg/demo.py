@@ -23,9 +23,9 @@ class DemoSettings:
     width: int = 256
     train_images: int = 160
     val_images: int = 24
-    iters: int = 300
-    batch: int = 8
-    lr: float = 0.02
+    recipe: str = "cpu-quick"  # edgeseg.train.config.RECIPES: AdamW, batch 4, ~4-5 min on 2 cores
+    iters: int | None = None  # None: the recipe's
+    batch: int | None = None
     calib_images: int = 64
     video_frames: int = 48
     bench_seconds: float = 3.0
@@ -91,9 +91,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
 
     done = stage("train")
     cfg = load_train_config(
-        None, model=s.model, data=str(data), out=str(run_dir), split="train", crop=(s.height, s.width),
-        scale=(0.75, 1.5), gridmask=False, rmi=False, iters=s.iters, batch=s.batch, lr=s.lr,
-        workers=1, seed=s.seed, ckpt_every=0, val_split="",
+        None, recipe=s.recipe, model=s.model, data=str(data), out=str(run_dir),
+        crop=(s.height, s.width), iters=s.iters, batch=s.batch, seed=s.seed, val_split="",
     )
     result = train(cfg, log=log)
     ckpt = result.checkpoint

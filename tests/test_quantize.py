@@ -10,7 +10,6 @@ mIoU drop <= 1 point) are checked on the shared trained checkpoint (conftest.py)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def test_outputs_and_report_keys(calibrated) -> None:
                 "latency_ms_int8", "speedup", "calibration_images", "method", "excluded_ops",
                 "outputs"):
         assert key in report
-    assert report["calibration_images"] == 8 and report["method"] == "entropy"
+    assert report["calibration_images"] == 8 and report["method"] == "percentile"
     assert report["excluded_ops"] == list(DEFAULT_EXCLUDE)
     assert report["outputs"]["qdq_onnx"] == str(out / QDQ_NAME)
     assert 0.0 <= report["agreement"] <= 1.0
@@ -148,7 +147,7 @@ def test_int8_metadata_round_trips_and_runs(calibrated) -> None:
     assert fp32.precision == "fp32" and int8.precision == "int8"
     for name in ("variant", "classes", "palette", "mean", "std", "input_hw"):
         assert getattr(int8, name) == getattr(fp32, name)
-    assert int8.extra["quantization"]["method"] == "entropy"
+    assert int8.extra["quantization"]["method"] == "percentile"
     assert int8.extra["quantization"]["activations"] == "uint8"  # x86-cpu profile: U8S8
     seg = open_segmenter(out / QDQ_NAME)
     frame = cv2.imread(min(_images(out)))
@@ -469,17 +468,13 @@ def test_image_set_rel_paths(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ acceptance
 
 
-ACCEPTANCE = os.environ.get("EDGESEG_ACCEPTANCE") == "1"
 
 
 @pytest.mark.slow
-def test_acceptance_trained_model(trained_checkpoint, tmp_path: Path) -> None:
-    """INT8 vs FP32 on the shared trained DESANet-HN (synthetic scenes, 128x256).
-
-    Issue acceptance (agreement >= 0.98, <= 1 mIoU point lost) applies to a trained model: it
-    is asserted with EDGESEG_ACCEPTANCE=1, where conftest trains the shared model for 1500
-    iterations. The CI fixture is trained for 60 (val mIoU ~0.2; small logit margins); there
-    it measured agreement 0.978, and the looser bounds below guard against regressions.
+def test_acceptance_trained_model(trained_checkpoint, fully_trained: bool, tmp_path: Path) -> None:
+    """Issue 6: INT8 vs FP32 on the shared trained DESANet-HN (synthetic scenes, 128x256, val
+    mIoU >= 0.6): agreement >= 0.98 and at most 1 mIoU point lost. A run shortened with
+    EDGESEG_TEST_ITERS has small logit margins; looser bounds then guard against regressions.
     """
     ckpt, root = trained_checkpoint
     r = _cli("--weights", str(ckpt), "--profile", "x86-cpu", "--height", "128", "--width",
@@ -489,6 +484,6 @@ def test_acceptance_trained_model(trained_checkpoint, tmp_path: Path) -> None:
     report = json.loads(r.stdout)
     print(f"trained HN 128x256: agreement {report['agreement']:.4f}, mIoU "
           f"{report['miou_fp32']:.4f} -> {report['miou_int8']:.4f}, speedup {report['speedup']:.2f}")
-    min_agreement, max_drop = (0.98, 0.01) if ACCEPTANCE else (0.95, 0.02)
+    min_agreement, max_drop = (0.98, 0.01) if fully_trained else (0.95, 0.02)
     assert report["agreement"] >= min_agreement
     assert report["miou_fp32"] - report["miou_int8"] <= max_drop

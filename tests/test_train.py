@@ -44,27 +44,24 @@ def test_training_learns(trained_run, synthetic_root: Path) -> None:
     untrained = evaluate_model(build_model(cfg.model), CityscapesDataset(synthetic_root, "val"),
                                list(CLASSES))
     assert result.eval is not None and result.eval["images"] == 24
-    print(f"\nval mIoU {result.eval['miou']:.3f} (untrained {untrained['miou']:.3f}) after "
-          f"{result.iteration} iterations (batch {cfg.batch}, crop {cfg.crop}, lr {cfg.lr}) "
-          f"in {result.seconds:.0f} s")
     assert result.eval["miou"] > untrained["miou"] + 0.05
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
     lines = (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["iter"] == result.iteration
 
 
-@pytest.mark.skipif(os.environ.get("EDGESEG_ACCEPTANCE") != "1",
-                    reason="long CPU training run; set EDGESEG_ACCEPTANCE=1 to run it")
-def test_acceptance_miou(synthetic_root: Path, tmp_path: Path) -> None:
-    """Issue 4's target: DESANet-HN at 128x256 on synthetic scenes reaches val mIoU >= 0.60."""
-    cfg = load_train_config(
-        None, model="desanet-hn", data=str(synthetic_root), out=str(tmp_path), split="train",
-        crop=(128, 256), scale=(0.75, 1.5), gridmask=False, rmi=False, workers=1, seed=0,
-        ckpt_every=0, iters=int(os.environ.get("EDGESEG_ACCEPTANCE_ITERS", 1500)), batch=8,
-        lr=0.05,
-    )
-    result = train(cfg, log=lambda m: None)
-    print(f"\nval mIoU {result.eval['miou']:.3f} after {result.iteration} iterations")
+def test_acceptance_miou(trained_run, fully_trained: bool) -> None:
+    """Issue 4: DESANet-HN trained on CPU from random init, synthetic scenes at 128x256, reaches
+    val mIoU >= 0.60 (the cpu-quick recipe; the run is the shared fixture, ~4-5 idle minutes)."""
+    from edgeseg.train.config import RECIPES
+
+    result, cfg = trained_run
+    if not fully_trained:
+        pytest.skip(f"EDGESEG_TEST_ITERS={result.iteration} shortens the shared run")
+    print(f"\nval mIoU {result.eval['miou']:.3f} after {result.iteration} iterations in "
+          f"{result.seconds:.0f} s (recipe cpu-quick: {cfg.optimizer} lr {cfg.lr}, batch "
+          f"{cfg.batch}, crop {cfg.crop[0]}x{cfg.crop[1]}, {cfg.warmup_iters} warm-up)")
+    assert result.iteration == RECIPES["cpu-quick"]["iters"]
     assert result.eval["miou"] >= 0.60
 
 
@@ -90,6 +87,26 @@ def test_non_finite_loss_stops_with_one_line(synthetic_root: Path, tmp_path: Pat
     with pytest.raises(EdgesegError, match="non-finite at iteration") as e:
         train(cfg, log=lambda m: None)
     assert "\n" not in str(e.value)
+
+
+def test_cpu_amp_runs_in_bfloat16(synthetic_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """--amp on CPU: bfloat16 autocast, no loss scaler; the loss stays finite and is logged."""
+    cfg = _tiny_cfg(synthetic_root, tmp_path / "bf16", amp=True, iters=3, rmi=False)
+    seen: list[torch.dtype] = []
+    from edgeseg.models.desanet import DESANet
+
+    hook = DESANet.forward
+
+    def spy(self, x):  # noqa: ANN001, ANN202
+        out = hook(self, x)
+        seen.append(out[0].dtype)
+        return out
+
+    monkeypatch.setattr(DESANet, "forward", spy)
+    result = train(cfg, log=lambda m: None)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(np.isfinite(result.losses)) and len(result.losses) == 3
+    assert "scaler" in load_checkpoint(result.checkpoint)
 
 
 def test_sigterm_saves_checkpoint_and_exits_130(synthetic_root: Path, tmp_path: Path) -> None:
@@ -177,6 +194,44 @@ def test_config_errors(tmp_path: Path) -> None:
     good.write_text("iters: 10\ncrop: 512\nlr: 0.1\n")
     cfg = load_train_config(good, lr=0.2)
     assert (cfg.iters, cfg.crop, cfg.lr, cfg.momentum) == (10, (512, 512), 0.2, 0.9)
+
+
+def test_optimizer_and_warmup_options(tmp_path: Path) -> None:
+    from edgeseg.models.desanet import build_model
+    from edgeseg.train.loop import build_optimizer, lr_factor
+
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("optimizer: adam\n")
+    with pytest.raises(EdgesegError, match="optimizer: expected one of sgd, adamw, got 'adam'"):
+        load_train_config(bad)
+    with pytest.raises(EdgesegError, match="warmup_iters must be >= 0, got -1"):
+        load_train_config(None, iters=10, warmup_iters=-1)
+    cfg = load_train_config(None, iters=100, warmup_iters=4, poly_power=1.0)
+    # linear ramp to the base lr over 4 iterations, then poly(1.0) = linear decay to 0
+    assert [lr_factor(cfg, i) for i in (0, 1, 3, 4, 50)] == pytest.approx([0.25, 0.5, 1.0, 0.96, 0.5])
+    assert lr_factor(load_train_config(None, iters=100), 0) == 1.0
+    model = build_model("desanet-hn")
+    opt = build_optimizer(load_train_config(None, optimizer="adamw", lr=3e-3), model)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["lr"] == 3e-3
+    # weight decay on conv/linear weights only, for either optimizer
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
+    sgd = build_optimizer(load_train_config(None), model)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
+
+
+def test_recipe_sits_under_yaml_and_flags(tmp_path: Path) -> None:
+    from edgeseg.train.config import RECIPES
+
+    quick = load_train_config(None, recipe="cpu-quick")
+    assert (quick.optimizer, quick.batch, quick.crop, quick.rmi) == ("adamw", 4, (128, 256), False)
+    yaml_file = tmp_path / "cfg.yaml"
+    yaml_file.write_text("batch: 6\n")
+    cfg = load_train_config(yaml_file, recipe="cpu-quick", lr=1e-3)
+    assert (cfg.batch, cfg.lr, cfg.optimizer) == (6, 1e-3, "adamw")  # YAML, flag, recipe
+    assert load_train_config(None, recipe="paper") == load_train_config(None)
+    assert RECIPES["paper"] == {}
+    with pytest.raises(EdgesegError, match="--recipe: expected one of paper, cpu-quick, got 'fast'"):
+        load_train_config(None, recipe="fast")
 
 
 def test_eval_cli_json_and_save_pred(trained_checkpoint, trained_run, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import parse_hw
 
 __all__ = [
     "BACKENDS",
@@ -45,16 +46,6 @@ class BenchConfig:
         return f"{self.backend}:{self.precision}{size}"
 
 
-def _hw(text: str, what: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EdgesegError(f"{what}: expected HxW such as 512x1024, got '{text}'") from None
-    if h < 32 or w < 32:
-        raise EdgesegError(f"{what}: {h}x{w} is too small (at least 32x32)")
-    return h, w
-
-
 def parse_config(spec: str) -> BenchConfig:
     """``backend[:precision][@HxW]``, e.g. ``onnxruntime:int8@256x512``."""
     s = spec.strip()
@@ -63,7 +54,7 @@ def parse_config(spec: str) -> BenchConfig:
     size = None
     if "@" in s:
         s, _, size_s = s.partition("@")
-        size = _hw(size_s, f"--compare {spec}")
+        size = parse_hw(size_s, f"--compare {spec}", minimum=32)
     backend, _, precision = s.partition(":")
     backend, precision = backend.strip(), (precision.strip() or "fp32")
     if backend not in BACKENDS:

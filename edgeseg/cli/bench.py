@@ -15,6 +15,7 @@ import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import parse_hw
 
 __all__ = ["bench_cli"]
 
@@ -24,18 +25,6 @@ COMPARE_HELP = (
     "onnxruntime ONNX files are exported here from --weights/--random-init when needed; int8 "
     "uses --onnx-int8 or is quantized here from synthetic frames."
 )
-
-
-def _size(text: str | None, flag: str) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EdgesegError(f"{flag}: expected HxW such as 720x1280, got '{text}'") from None
-    if h < 16 or w < 16:
-        raise EdgesegError(f"{flag}: {h}x{w} is too small")
-    return h, w
 
 
 @command("bench", help="Benchmark latency (p50..p99, CI), FPS per stage, memory, power, GFLOPs, "
@@ -111,7 +100,7 @@ def bench_cli(
             backend=backend, profile=profile, precision=precision, height=height, width=width,
             warmup_s=warmup_s, min_warmup=warmup_iters, duration_s=duration_s, iters=iters,
             threads=threads, compare=compare, rounds=rounds, cost_only=cost_only,
-            onnx_int8=onnx_int8, frame_hw=_size(frame_size, "--frame-size"),
+            onnx_int8=onnx_int8, frame_hw=parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None,
             samples=plot is not None, step=lambda msg: bar(1, msg),
         )
     written: list[Path] = []

@@ -29,7 +29,9 @@ def calibrate_cli(
     num: int | None = typer.Option(
         None, "--num", min=1, help="Calibration images (default: the profile's calibration.images)."
     ),
-    method: str = typer.Option("entropy", "--method", help="entropy, minmax or percentile."),
+    method: str = typer.Option(
+        "percentile", "--method", help="Activation ranges: percentile, entropy or minmax."
+    ),
     labels: Path | None = typer.Option(
         None, "--labels", help="Train-id label PNGs of the held-out images (for mIoU)."
     ),

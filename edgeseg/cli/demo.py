@@ -15,7 +15,9 @@ STAGES = 7
 def demo_cli(
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for every result."),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes (a smoke test, minutes)."),
-    iters: int = typer.Option(None, "--iters", min=1, help="Training iterations [300]."),
+    iters: int = typer.Option(
+        None, "--iters", min=1, help="Training iterations [the cpu-quick recipe's]."
+    ),
     json_: bool = JsonOpt,
 ) -> None:
     from dataclasses import replace

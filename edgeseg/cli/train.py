@@ -16,10 +16,16 @@ def train_cli(
     data: Path = typer.Option(..., "--data", help="Cityscapes-layout root (real or synthetic)."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.jsonl)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of training options."),
+    recipe: str = typer.Option(
+        "paper", "--recipe", help="Starting options under --config and flags: paper (section 4.1) "
+        "or cpu-quick (minutes on a CPU, synthetic scenes at 128x256)."
+    ),
     iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Iterations [640000]."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch per process [3]."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Crop HxW or N [1024]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Initial learning rate [0.005]."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (paper) or adamw."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Linear warm-up iters."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Loader workers [4]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed [0]."),
     split: Optional[str] = typer.Option(None, "--split", help="Training split [trainval]."),
@@ -30,23 +36,29 @@ def train_cli(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Val interval (0: end)."),
     no_rmi: bool = typer.Option(False, "--no-rmi", help="Drop the RMI term (quick runs)."),
     no_gridmask: bool = typer.Option(False, "--no-gridmask", help="Disable GridMask."),
+    amp: Optional[bool] = typer.Option(
+        None, "--amp/--no-amp", help="Mixed precision: float16 on CUDA [on], bfloat16 on CPU [off]."
+    ),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under torchrun."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 [auto]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint."),
     json_: bool = JsonOpt,
 ) -> None:
+    from edgeseg.sizes import parse_hw
     from edgeseg.train.config import load_train_config
     from edgeseg.train.loop import Dist, train
 
     cfg = load_train_config(
         config,
+        recipe=recipe,
         model=model, data=str(data), out=str(out), iters=iters, batch=batch,
-        crop=_parse_hw(crop) if crop else None, lr=lr, workers=workers, seed=seed, split=split,
+        crop=parse_hw(crop, "--crop", square=True) if crop else None, lr=lr, optimizer=optimizer,
+        warmup_iters=warmup, workers=workers, seed=seed, split=split,
         backbone_weights=str(backbone_weights) if backbone_weights else None,
         ckpt_every=ckpt_every, eval_every=eval_every, rmi=False if no_rmi else None,
         gridmask=False if no_gridmask else None, sync_bn=sync_bn or None,
-        tensorboard=tensorboard or None, device=device,
+        tensorboard=tensorboard or None, device=device, amp=amp,
     )
     main = Dist.from_env().main
     start = 0
@@ -113,20 +125,6 @@ def evaluate(
             lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),
             save_pred=save_pred, on_image=bar,
         )
-
-
-def _parse_hw(text: str) -> tuple[int, int]:
-    from edgeseg.errors import EdgesegError
-
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise EdgesegError(f"--crop: expected HxW or N, got '{text}'") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise EdgesegError(f"--crop: expected HxW or N, got '{text}'")
-    return parts[0], parts[1]
 
 
 def _print_eval(report: dict, title: str) -> None:

@@ -37,7 +37,10 @@ from edgeseg.train.checkpoint import (
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.sampler import ResumableDistributedSampler
 
-__all__ = ["train", "TrainResult", "Dist", "build_loader", "build_criterion"]
+__all__ = [
+    "Dist", "TrainResult", "build_criterion", "build_loader", "build_optimizer", "lr_factor",
+    "train",
+]
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -118,6 +121,21 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (paper 4.1) or AdamW; weight decay on conv/linear weights only."""
+    groups = model.param_groups(cfg.weight_decay)  # type: ignore[operator]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def lr_factor(cfg: TrainConfig, it: int) -> float:
+    """Multiplier of the base lr at iteration ``it``: linear warm-up, then poly decay."""
+    if it < cfg.warmup_iters:
+        return (it + 1) / cfg.warmup_iters
+    return max(0.0, 1 - it / cfg.iters) ** cfg.poly_power
+
+
 def build_criterion(cfg: TrainConfig, num_classes: int) -> Callable:
     from edgeseg.train.losses import DesaNetLoss, OhemCELoss
 
@@ -176,6 +194,9 @@ def train(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    # CUDA: float16 with loss scaling; CPU: bfloat16 (float32's exponent range: no scaler),
+    # ~1.4x faster steps where oneDNN has bf16 kernels (AVX512-BF16 / AMX)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     channels_last = cfg.channels_last
 
     out = Path(cfg.out)
@@ -196,13 +217,9 @@ def train(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     raw_model = model
-    opt = torch.optim.SGD(
-        raw_model.param_groups(cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum  # type: ignore[operator]
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda it: max(0.0, 1 - it / cfg.iters) ** cfg.poly_power
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    opt = build_optimizer(cfg, raw_model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     if ckpt is not None:
         raw_model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -249,7 +266,7 @@ def train(
             labels = labels.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            autocast = torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
+            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext()
             with autocast:
                 main, aux = model(images)
             loss, terms = criterion(main.float(), aux.float(), labels)
