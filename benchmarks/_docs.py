@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -30,4 +31,6 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")  # no half-written doc on a crash
+    tmp.write_text(text)
+    os.replace(tmp, doc)

@@ -51,11 +51,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import DOC, write_section  # noqa: E402
+
 SPEED_TARGET, AGREEMENT_TARGET = 1.8, 0.98
-VARIANTS = ("default", "entropy", "minmax", "quantize-logits", "float-resize", "per-tensor", "reduce-range", "s8s8", "preprocessed",
-            "basic-opt")
+VARIANTS = ("default", "entropy", "minmax", "quantize-logits", "float-resize", "per-tensor",
+            "reduce-range", "s8s8", "preprocessed", "basic-opt")
 
 
 def cpu_line(threads: int) -> str:
@@ -76,23 +77,6 @@ def cpu_line(threads: int) -> str:
             f"ISA: {', '.join(isa) or 'none of avx2/avx512/vnni'}"
             f"{'' if {'avx512_vnni', 'avx_vnni'} & flags else ' (no VNNI)'}; "
             f"onnxruntime {onnxruntime.__version__}; Python {platform.python_version()}{load}")
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the ``<!-- name:start -->``...``<!-- name:end -->`` block of ``doc``,
-    keeping the other sections; written through a temporary file."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = doc.read_text() if doc.exists() else (
-        "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n")
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, doc)
 
 
 def random_model(variant: str) -> Any:
@@ -363,8 +347,11 @@ def main() -> None:
     text = report(runs, args, machine)
     print(text)
     if not args.no_write:
-        write_section("int8", text)
-        log(f"wrote the int8 section of {DOC}")
+        # 512x1024 is "int8"; other sizes get their own section beside it
+        size = (args.height, args.width)
+        name = "int8" if size == (512, 1024) else f"int8_{size[0]}x{size[1]}"
+        write_section(name, text)
+        log(f"wrote the {name} section of {DOC}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,14 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (else autocast would emulate it, slowly)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (paper 4.1) or AdamW; weight decay on conv/linear weights only."""
     groups = model.param_groups(cfg.weight_decay)  # type: ignore[operator]
@@ -195,8 +203,11 @@ def train(
         torch.cuda.set_device(device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     # CUDA: float16 with loss scaling; CPU: bfloat16 (float32's exponent range: no scaler),
-    # ~1.4x faster steps where oneDNN has bf16 kernels (AVX512-BF16 / AMX)
+    # faster only where oneDNN has native bf16 kernels (AVX512-BF16 / AMX), emulated elsewhere
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if amp and device.type == "cpu" and not cpu_has_bf16():
+        log("--amp: this CPU has no bfloat16 instructions; training in float32")
+        amp = False
     channels_last = cfg.channels_last
 
     out = Path(cfg.out)
