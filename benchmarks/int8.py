@@ -101,7 +101,8 @@ def describe_checkpoint(path: Path) -> str:
     cfg = ckpt.get("config") or {}
     parts = [f"{ckpt['iteration']} iterations" if "iteration" in ckpt else None,
              f"batch {cfg['batch']}" if "batch" in cfg else None,
-             "x".join(str(v) for v in cfg["crop"]) + " crops" if cfg.get("crop") else None]
+             "x".join(str(v) for v in cfg["crop"]) + " crops" if cfg.get("crop") else None,
+             f"{cfg.get('optimizer', 'sgd')} lr {cfg['lr']:g}" if "lr" in cfg else None]
     known = ", ".join(p for p in parts if p)
     return f"trained checkpoint {path.name}" + (f": {known}" if known else "")
 
@@ -227,17 +228,23 @@ def log(msg: str) -> None:
 
 
 def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: str) -> str:
+    extra = "".join(f" --weights-{v} {Path(w).name}" for v in ("hn", "rn")
+                    if (w := getattr(args, f"weights_{v}")))
+    if list(args.variants) != list(VARIANTS):
+        extra += f" --variants {','.join(args.variants)}"
     how = (
         f"`python benchmarks/int8.py --height {args.height} --width {args.width} --calib "
-        f"{args.calib} --val {args.val} --runs {args.runs} --rounds {args.rounds}`: both variants "
-        f"exported at {args.height}x{args.width} (native DeformConv), calibrated with percentile on "
+        f"{args.calib} --val {args.val} --runs {args.runs} --rounds {args.rounds}{extra}`: both "
+        f"variants exported at {args.height}x{args.width} (native DeformConv), calibrated with "
+        "percentile on "
         f"{args.calib} synthetic street scenes, agreement = fraction of pixels whose argmax "
         f"matches FP32 on {args.val} other synthetic scenes. Latency: onnxruntime CPU, the "
         "runtime backend's session options, batch 1, inferences of all variants interleaved; "
         f"median per round of {args.runs} runs, then median (and range) over {args.rounds} "
         "rounds of the per-round speedup."
     )
-    lines = ["## INT8 (Q/DQ) vs FP32 on the CPU: `edgeseg calibrate`", "",
+    size = f"{args.height}x{args.width}"
+    lines = [f"## INT8 (Q/DQ) vs FP32 on the CPU at {size}: `edgeseg calibrate`", "",
              f"Machine: {machine}.", "", how, ""]
     for run in runs:
         lines += [f"### {run['variant']} ({run['origin']})", "",

@@ -57,12 +57,17 @@ def write_synthetic_video(path: Path, frames: int, height: int, width: int, seed
 
 
 Step = Callable[[str], None]
+TrainStep = Callable[[int, int, float], None]
 
 
 def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
-             on_step: Step | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage; returns the summary also written to ``out/summary.json``."""
-    from edgeseg.bench.report import run_bench
+             on_step: Step | None = None, on_train: TrainStep | None = None,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage; returns the summary also written to ``out/summary.json``.
+
+    ``on_step(stage)`` starts each stage; ``on_train(iteration, total, loss)`` follows training.
+    """
+    from edgeseg.bench.report import run_bench, strip_samples
     from edgeseg.cli.export import export
     from edgeseg.cli.run import run
     from edgeseg.cli.train import evaluate
@@ -94,7 +99,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
         None, recipe=s.recipe, model=s.model, data=str(data), out=str(run_dir),
         crop=(s.height, s.width), iters=s.iters, batch=s.batch, seed=s.seed, val_split="",
     )
-    result = train(cfg, log=log)
+    result = train(cfg, log=log, on_step=(
+        (lambda it, info: on_train(it, cfg.iters, info["total"])) if on_train else None))
     ckpt = result.checkpoint
     summary["train"] = {"iterations": result.iteration, "final_loss": result.losses[-1],
                         "seconds": round(result.seconds, 1)}
@@ -125,7 +131,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
     bench = run_bench(onnx=onnx_path, onnx_int8=int8_path, profile="x86-cpu", height=s.height,
                       width=s.width, compare="onnxruntime:fp32,onnxruntime:int8,torch:fp32",
                       weights=None, duration_s=s.bench_seconds, warmup_s=0.5,
-                      warn=lambda m: log(f"warning: {m}"))
+                      warn=lambda m: log(f"warning: {m}"), samples=True)
+    bench["plots"] = _plots(bench, out / "plots", log)
+    bench = strip_samples(bench)
     (out / "bench.json").write_text(json.dumps(bench, indent=2, default=str))
     summary["bench"] = bench
     done()
@@ -139,5 +147,17 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
 
     summary["timings_s"] = timings
     summary["outputs"] = {p.name: str(p) for p in sorted(out.iterdir()) if p.is_file()}
+    summary["outputs"].update({f"plots/{Path(p).name}": p for p in bench["plots"]})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _plots(bench: dict[str, Any], folder: Path, log: Callable[[str], None]) -> list[str]:
+    """Latency histogram, CIO bars and the FPS comparison as PNGs (matplotlib is optional)."""
+    try:
+        from edgeseg.bench.plots import write_plots
+
+        return [str(p) for p in write_plots(bench, folder)]
+    except ImportError:
+        log("no plots: matplotlib is not installed (pip install 'edgeseg[plot]')")
+        return []

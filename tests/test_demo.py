@@ -25,6 +25,11 @@ def test_quick_demo_leaves_all_outputs(tmp_path: Path) -> None:
                  "input.mp4", "summary.json"):
         assert (out / name).is_file(), name
     assert (out / "int8" / "model.int8.onnx").is_file()
+    plots = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert plots == ["cio.png", "compare.png", "latency.png"]
+    assert sorted(Path(p).name for p in summary["bench"]["plots"]) == plots
+    assert "samples_ms" not in json.dumps(summary["bench"])  # raw samples stay out of the JSON
+    assert "train 4/4, loss" in proc.stderr  # training progress is visible, off stdout
     assert summary["export"]["parity"]["agreement"] >= 0.999
     assert {c["precision"] for c in summary["bench"]["configs"]} >= {"fp32", "int8"}
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))

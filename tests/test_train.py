@@ -65,18 +65,23 @@ def test_acceptance_miou(trained_run, fully_trained: bool) -> None:
     assert result.eval["miou"] >= 0.60
 
 
-def test_resume_reproduces_uninterrupted_losses(synthetic_root: Path, tmp_path: Path) -> None:
-    full = train(_tiny_cfg(synthetic_root, tmp_path / "full", rmi=True), log=lambda m: None)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_reproduces_uninterrupted_losses(
+    synthetic_root: Path, tmp_path: Path, optimizer: str
+) -> None:
+    """Paper SGD, and AdamW with warm-up (the cpu-quick recipe): moments and schedule resume."""
+    kw = dict(rmi=True) if optimizer == "sgd" else dict(optimizer="adamw", warmup_iters=3)
+    full = train(_tiny_cfg(synthetic_root, tmp_path / "full", **kw), log=lambda m: None)
 
     def interrupt(it: int, _info: dict) -> None:
         if it == 2:
             os.kill(os.getpid(), signal.SIGTERM)  # the loop saves after this iteration
 
-    cut = train(_tiny_cfg(synthetic_root, tmp_path / "cut", rmi=True), on_step=interrupt,
+    cut = train(_tiny_cfg(synthetic_root, tmp_path / "cut", **kw), on_step=interrupt,
                 log=lambda m: None)
     assert cut.interrupted and cut.iteration == 2
     assert load_checkpoint(cut.checkpoint)["iteration"] == 2
-    resumed = train(_tiny_cfg(synthetic_root, tmp_path / "cut", rmi=True),
+    resumed = train(_tiny_cfg(synthetic_root, tmp_path / "cut", **kw),
                     resume=cut.checkpoint, log=lambda m: None)
     assert resumed.iteration == 4
     np.testing.assert_allclose(cut.losses + resumed.losses, full.losses, rtol=1e-6)

@@ -117,6 +117,10 @@ class _Advancer:
         self.done = 0
         self._next_line = 0
 
+    def note(self, info: str) -> None:
+        """Show ``info`` beside the bar without advancing it (live terminals only)."""
+        self.bar.update(self.task, info=info)
+
     def __call__(self, n: int = 1, info: str = "") -> None:
         self.done += n
         self.bar.update(self.task, advance=n, info=info)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import JsonOpt, command, console, emit_json, interactive, progress
 
 STAGES = 7
 
@@ -36,7 +36,13 @@ def demo_cli(
             first[0] = False
             console.print(f"[bold]>[/] {name}")
 
-        summary = run_demo(out, settings, on_step=on_step, log=lambda m: None)
+        def on_train(it: int, total: int, loss: float) -> None:
+            text = f"train {it}/{total}, loss {loss:.3f}"
+            bar.note(text)
+            if not interactive() and (it % max(1, total // 10) == 0 or it == total):
+                console.print(f"  {text}")  # no live bar on CI: ten plain lines
+
+        summary = run_demo(out, settings, on_step=on_step, on_train=on_train, log=lambda m: None)
         bar(1)
     if json_:
         emit_json(summary)

@@ -37,7 +37,9 @@ def train_cli(
     no_rmi: bool = typer.Option(False, "--no-rmi", help="Drop the RMI term (quick runs)."),
     no_gridmask: bool = typer.Option(False, "--no-gridmask", help="Disable GridMask."),
     amp: Optional[bool] = typer.Option(
-        None, "--amp/--no-amp", help="Mixed precision: float16 on CUDA [on], bfloat16 on CPU [off]."
+        None, "--amp/--no-amp",
+        help="Mixed precision: float16 on CUDA [on]; bfloat16 on CPUs that have it "
+        "[cpu-quick: on].",
     ),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under torchrun."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),

@@ -38,8 +38,8 @@ from edgeseg.train.config import TrainConfig
 from edgeseg.train.sampler import ResumableDistributedSampler
 
 __all__ = [
-    "Dist", "TrainResult", "build_criterion", "build_loader", "build_optimizer", "lr_factor",
-    "train",
+    "Dist", "TrainResult", "build_criterion", "build_loader", "build_optimizer", "cpu_has_bf16",
+    "lr_factor", "train",
 ]
 
 CHECKPOINT_NAME = "last.pt"

@@ -44,7 +44,10 @@ from edgeseg.errors import EdgesegError
 if TYPE_CHECKING:
     from edgeseg.runtime.base import ModelMeta
 
-__all__ = ["CACHE_NAME", "FP32_NAME", "QDQ_NAME", "RECOMMENDED_IMAGES", "REPORT_NAME", "calibrate"]
+__all__ = [
+    "CACHE_NAME", "DEFAULT_CACHE_TRT_VERSION", "FP32_NAME", "QDQ_NAME", "RECOMMENDED_IMAGES",
+    "REPORT_NAME", "calibrate",
+]
 
 RECOMMENDED_IMAGES = 300
 # TensorRT releases that read an implicit-INT8 calibration cache: 8.6 (JetPack 6.0) needs it;

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from edgeseg.runtime.base import ModelMeta
 
 __all__ = [
-    "MIN_AMAX", "cache_scales", "check_fp32_onnx", "compute_ranges", "ensure_node_names",
-    "quantize_qdq", "quiet_ort", "installed_trt_version",
+    "MIN_AMAX",
+    "cache_scales",
+    "check_fp32_onnx",
+    "compute_ranges",
+    "ensure_node_names",
+    "installed_trt_version",
+    "quantize_qdq",
+    "quiet_ort",
 ]
 
 MIN_AMAX = 1e-5  # floor for all-zero tensors (a zero scale is not a usable dynamic range)
