@@ -23,7 +23,7 @@ class DemoSettings:
     width: int = 256
     train_images: int = 160
     val_images: int = 24
-    recipe: str = "cpu-quick"  # edgeseg.train.config.RECIPES: AdamW, batch 4, ~4-5 min on 2 cores
+    recipe: str = "cpu-quick"  # edgeseg.train.config.RECIPES: AdamW, batch 4, ~5.5 min on 2 cores
     iters: int | None = None  # None: the recipe's
     batch: int | None = None
     calib_images: int = 64

@@ -468,8 +468,6 @@ def test_image_set_rel_paths(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ acceptance
 
 
-
-
 @pytest.mark.slow
 def test_acceptance_trained_model(trained_checkpoint, fully_trained: bool, tmp_path: Path) -> None:
     """Issue 6: INT8 vs FP32 on the shared trained DESANet-HN (synthetic scenes, 128x256, val
