@@ -106,11 +106,10 @@ def load_train_config(
     cfg = TrainConfig(**values)
     if cfg.iters <= 0 or cfg.batch <= 0:
         raise EdgesegError("iters and batch must be positive")
+    where = f"{path}: " if path is not None else ""
     if cfg.optimizer not in OPTIMIZERS:
-        raise EdgesegError(f"{path or 'options'}: optimizer: expected one of "
-                           f"{', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+        raise EdgesegError(f"{where}optimizer: expected one of {', '.join(OPTIMIZERS)}, "
+                           f"got {cfg.optimizer!r}")
     if cfg.warmup_iters < 0:
-        raise EdgesegError(
-            f"{path or 'options'}: warmup_iters must be >= 0, got {cfg.warmup_iters}"
-        )
+        raise EdgesegError(f"{where}warmup_iters must be >= 0, got {cfg.warmup_iters}")
     return cfg
