@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """1/5/15-minute load averages, e.g. ``0.8/1.2/1.5``: a loaded machine skews timings."""
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def machine_line() -> str:

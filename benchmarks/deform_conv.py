@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
@@ -53,27 +52,11 @@ from edgeseg.models.deform import (
 
 START, END = "<!-- deform_conv:start -->", "<!-- deform_conv:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, write_section  # noqa: E402
+from _docs import DOC, cpu_model, load_average, write_section  # noqa: E402
+
 CHANNELS = 128
 OFFSET_STD = 2.0
 ARGS = ((1, 1), (1, 1), (1, 1))  # stride, padding, dilation
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 Row = tuple[float, float, "float | None"]  # ms median, x dense (wall), x dense (CPU time)

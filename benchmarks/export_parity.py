@@ -25,7 +25,6 @@ import argparse
 import copy
 import datetime as dt
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -47,26 +46,10 @@ from edgeseg.train.checkpoint import default_meta
 
 START, END = "<!-- export_parity:start -->", "<!-- export_parity:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, write_section  # noqa: E402
+from _docs import DOC, cpu_model, load_average, write_section  # noqa: E402
+
 VARIANTS = ("desanet-hn", "desanet-rn")
 MODES = ("native", "portable")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def deforming_model(variant: str, seed: int = 0) -> torch.nn.Module:

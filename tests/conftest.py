@@ -7,6 +7,7 @@ weights (eval, export parity, INT8 agreement, run) take `trained_checkpoint`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,19 @@ TRAIN_HW = (128, 256)
 FULL_ITERS = RECIPES["cpu-quick"]["iters"]
 TRAIN_ITERS = int(os.environ.get("EDGESEG_TEST_ITERS", FULL_ITERS))
 FULLY_TRAINED = TRAIN_ITERS >= FULL_ITERS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): small
+    tensors gain nothing from a second thread, and on a loaded CI machine torch's OpenMP
+    barriers wait for preempted threads (10x slower). Restored after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

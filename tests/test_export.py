@@ -12,7 +12,6 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,14 +41,7 @@ ARGMAX = ("desanet-hn", "native")
 DYNAMIC = ("desanet-rn", "native")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Small tensors gain nothing from a second thread, and on a loaded CI machine torch's
-    OpenMP barriers wait for preempted threads (10x slower); restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache

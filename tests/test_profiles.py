@@ -20,6 +20,7 @@ from edgeseg.profiles import (
     apply_overrides,
     detect,
     detect_profile,
+    detection,
     list_profiles,
     load_profile,
     validate_profile,
@@ -512,9 +513,9 @@ def test_detect_profile_warns_and_auto_loads(
 ) -> None:
     model = tmp_path / "model"
     model.write_bytes(b"NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00")
-    monkeypatch.setattr(prof, "DEVICE_TREE_MODEL", model)
-    monkeypatch.setattr(prof, "DEVICE_TREE_COMPATIBLE", tmp_path / "none")
-    monkeypatch.setattr(prof, "TEGRA_RELEASE", tmp_path / "none")
+    monkeypatch.setattr(detection, "DEVICE_TREE_MODEL", model)
+    monkeypatch.setattr(detection, "DEVICE_TREE_COMPATIBLE", tmp_path / "none")
+    monkeypatch.setattr(detection, "TEGRA_RELEASE", tmp_path / "none")
     with pytest.warns(ProfileWarning, match="Orin NX"):
         assert detect_profile() == "jetson-orin-nano"
     with warnings.catch_warnings():
@@ -561,7 +562,7 @@ def test_cli_list_table_and_show() -> None:
     assert r.exit_code == 0
     shown = json.loads(r.stdout)
     assert shown["name"] == "jetson-agx-orin" and shown["device"]["dram_gbs"] == 204.8
-    assert {k: shown[k] for k in prof._SECTIONS} == _raw("jetson-agx-orin")
+    assert {k: shown[k] for k in prof.SECTIONS} == _raw("jetson-agx-orin")
     r = _cli("profiles", "show", "x86-cpu")
     assert r.exit_code == 0 and "deploy.backend" in r.stderr and "onnxruntime" in r.stderr
 

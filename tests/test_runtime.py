@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,7 @@ from edgeseg.runtime.torch_backend import TorchSegmenter
 from edgeseg.train.checkpoint import default_meta, save_model_only
 from tests.test_export import HW, exported, model_for
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Small tensors gain nothing from a second thread, and on a loaded CI machine torch's
-    OpenMP barriers wait for preempted threads (10x slower); restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scene_bgr(h: int = 150, w: int = 300) -> np.ndarray:
