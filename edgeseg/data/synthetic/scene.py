@@ -1,0 +1,214 @@
+"""One street scene: layout of the elements, per-label texture, lighting and camera noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.data.synthetic.canvas import (
+    BUILDING,
+    CAR,
+    EGO,
+    FENCE,
+    LIGHT,
+    PERSON,
+    POLE,
+    ROAD,
+    SIDEWALK,
+    SIGN,
+    SKY,
+    TERRAIN,
+    VEGETATION,
+    Camera,
+    Canvas,
+)
+from edgeseg.data.synthetic.painters import (
+    draw_car,
+    draw_ego,
+    draw_facade,
+    draw_fence,
+    draw_ground,
+    draw_hedge,
+    draw_person,
+    draw_pole,
+    draw_sky,
+    draw_skyline,
+    draw_tree,
+    draw_tree_line,
+)
+from edgeseg.errors import EdgesegError
+
+# --------------------------------------------------------------------------------------------
+# The scene
+# --------------------------------------------------------------------------------------------
+
+# Per-label texture amplitude (grey levels per unit noise) for fine and coarse noise.
+_FINE = np.zeros(256, np.float32)
+_COARSE = np.zeros(256, np.float32)
+for _lab, _f, _c in (
+    (ROAD, 7, 10),
+    (SIDEWALK, 6, 8),
+    (BUILDING, 4, 12),
+    (FENCE, 5, 6),
+    (POLE, 3, 4),
+    (LIGHT, 3, 3),
+    (SIGN, 3, 3),
+    (VEGETATION, 22, 26),
+    (TERRAIN, 16, 20),
+    (SKY, 1.5, 4),
+    (PERSON, 5, 6),
+    (CAR, 3, 5),
+    (EGO, 3, 3),
+):
+    _FINE[_lab], _COARSE[_lab] = _f, _c
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator for one image: depends on (seed, split, index) only, not on split sizes."""
+    return np.random.default_rng([int(seed), {"train": 0, "val": 1, "test": 2}[split], int(index)])
+
+
+def generate_scene(
+    rng: np.random.Generator, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One street scene: RGB uint8 (height, width, 3) and Cityscapes label ids uint8 (height,
+    width)."""
+    if height < 16 or width < 16:
+        raise EdgesegError(f"scene size {width}x{height} is too small: at least 16x16")
+    h, w = int(height), int(width)
+    cv = Canvas(h, w)
+    cam = Camera(
+        f=w * rng.uniform(0.55, 0.8),
+        height=rng.uniform(1.6, 2.5),
+        xv=w * rng.uniform(0.38, 0.62),
+        yh=h * rng.uniform(0.36, 0.48),
+    )
+    # noise fields shared by sky clouds and textures
+    noise_f = rng.random((h, w), dtype=np.float32)  # uniform, unit variance after centring
+    noise_f -= 0.5
+    noise_f *= 3.46
+    small = rng.standard_normal((max(h // 12, 2), max(w // 12, 2)), dtype=np.float32)
+    noise_c = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+    draw_sky(cv, rng, cam.yh, noise_c)
+
+    # street geometry (metres, camera at X = 0)
+    xl, xr = -rng.uniform(1.5, 5.5), rng.uniform(1.5, 5.5)
+    z_end = rng.uniform(60.0, 160.0)
+    sw_l, sw_r = draw_ground(cv, cam, rng, (xl, xr), z_end)
+    if rng.random() < 0.8:  # the end of the street: far buildings, or a tree line
+        draw_skyline(cv, cam, rng, z_end + rng.uniform(10, 40))
+    else:
+        draw_tree_line(cv, cam, rng, -300, 300, z_end + 50, rng.uniform(6, 14))
+
+    # (depth, painter, arguments after (cv, cam, rng)); painted far to near, facades first
+    objects: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
+
+    for side, edge, sw in ((-1, xl, sw_l), (1, xr, sw_r)):
+        outer = edge + side * sw  # outer edge of the sidewalk
+        kind = rng.choice(["buildings", "garden", "park"], p=[0.55, 0.25, 0.2])
+        front = outer + side * (rng.uniform(1.5, 5.0) if kind == "garden" else 0.0)
+        if kind in ("buildings", "garden"):
+            z = rng.uniform(0.5, 3.0)
+            while z < z_end:
+                zb = min(z + rng.uniform(8.0, 30.0), z_end)
+                objects.append((zb + 1000.0, draw_facade, (front, z, zb, rng.uniform(8.0, 30.0))))
+                z = zb
+        else:
+            for _ in range(int(rng.integers(2, 5))):
+                tz = rng.uniform(12.0, z_end)
+                objects.append((tz, draw_tree, (outer + side * rng.uniform(2.0, 12.0), tz)))
+            if rng.random() < 0.7:
+                hx = outer + side * rng.uniform(12.0, 25.0)
+                objects.append((999.0, draw_hedge, (hx, 3.0, z_end, rng.uniform(4.0, 9.0))))
+        if kind in ("garden", "park"):
+            # boundary of the plot: a fence or a hedge along the sidewalk
+            bx = outer + side * 0.15
+            z0, z1 = rng.uniform(1.0, 6.0), rng.uniform(25.0, z_end)
+            if rng.random() < 0.55:
+                objects.append((z1, draw_fence, (bx, z0, z1, rng.uniform(1.0, 1.9))))
+            else:
+                objects.append((z1, draw_hedge, (bx, z0, z1, rng.uniform(1.0, 2.2))))
+        elif rng.random() < 0.35:  # a fence between sidewalk and road side of a building row
+            bx = edge + side * rng.uniform(0.5, 1.0)
+            z0 = rng.uniform(3.0, 20.0)
+            z1 = z0 + rng.uniform(8.0, 25.0)
+            objects.append((z1, draw_fence, (bx, z0, z1, rng.uniform(0.9, 1.3))))
+        # street furniture, trees and pedestrians on the sidewalk
+        for _ in range(int(rng.integers(1, 4))):
+            pz = rng.uniform(5.0, 35.0)
+            objects.append((pz, draw_pole, (edge + side * rng.uniform(0.4, 0.9), pz, side)))
+        for _ in range(int(rng.integers(0, 4))):
+            tz = rng.uniform(6.0, 50.0)
+            x = edge + side * rng.uniform(1.0, max(1.2, sw - 0.5))
+            objects.append((tz, draw_tree, (x, tz)))
+        for _ in range(int(rng.integers(0, 4))):
+            pz = rng.uniform(5.0, 30.0)
+            x = edge + side * rng.uniform(0.6, max(0.7, sw - 0.4))
+            objects.append((pz, draw_person, (x, pz)))
+
+    # traffic on the road, and the occasional pedestrian crossing it
+    lanes = np.arange(xl + 1.6, xr - 1.0, rng.uniform(2.8, 3.4))
+    busy = int(rng.integers(len(lanes)))  # at least one car in this lane
+    for k, cx in enumerate(lanes + rng.uniform(-0.3, 0.3, len(lanes))):
+        cz = rng.uniform(4.0, 30.0)
+        oncoming = bool(cx < 0 and rng.random() < 0.5)
+        for _ in range(int(rng.integers(1 if k == busy else 0, 4))):
+            objects.append((cz, draw_car, (cx, cz, oncoming)))
+            cz += rng.uniform(6.0, 25.0)
+    if rng.random() < 0.3:
+        pz = rng.uniform(6.0, 20.0)
+        objects.append((pz, draw_person, (rng.uniform(xl + 0.5, xr - 0.5), pz)))
+
+    for _, paint, args in sorted(objects, key=lambda t: -t[0]):
+        paint(cv, cam, rng, *args)
+    if rng.random() < 0.4:
+        draw_ego(cv, rng)
+
+    return _finish(cv, cam, rng, noise_f, noise_c)
+
+
+def _finish(
+    cv: Canvas, cam: Camera, rng: np.random.Generator, noise_f: np.ndarray, noise_c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class textures, cast shadow, exposure, white balance, gamma, sensor noise -> uint8."""
+    h, w = cv.h, cv.w
+    lab = cv.lab
+    k_f, k_c = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
+    tex = _FINE[lab] * (k_f * noise_f) + _COARSE[lab] * (k_c * noise_c)
+    img = cv.rgb
+    img += tex[..., None]
+    if rng.random() < 0.5:  # shadow of the buildings on one side, over everything below it
+        gain = np.ones((h, w), np.float32)
+        x0 = rng.uniform(0.0, 0.6) * w
+        y0 = cam.yh + rng.uniform(0.05, 0.3) * (h - cam.yh)
+        pts = np.array(
+            [
+                [x0, y0],
+                [w * 1.2, y0 + rng.uniform(-0.1, 0.2) * h],
+                [w * 1.2, h * 1.2],
+                [x0 + rng.uniform(-0.5, 0.2) * w, h * 1.2],
+            ]
+        )
+        if rng.random() < 0.5:
+            pts[:, 0] = w - pts[:, 0]
+        cv2.fillPoly(gain, [np.round(pts).astype(np.int32)], float(rng.uniform(0.45, 0.75)))
+        img *= cv2.blur(gain, (5, 5))[..., None]
+    img *= rng.uniform(0.85, 1.15, 3).astype(np.float32) * np.float32(rng.uniform(0.55, 1.3))
+    np.clip(img, 0, 255, out=img)
+    gamma = rng.uniform(0.8, 1.25)
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+    out = cv2.LUT(img.astype(np.uint8), lut)
+    # sensor noise: difference of two uniform byte fields (triangular, zero mean), saturating
+    amp = int(rng.integers(3, 10))
+    to_amp = (np.arange(256) * (amp + 1) // 256).astype(np.uint8)
+    up = cv2.LUT(np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(h, w, 3), to_amp)
+    down = cv2.LUT(np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(h, w, 3), to_amp)
+    out = cv2.subtract(cv2.add(out, up), down)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (3, 3), 0)
+    return out, lab.copy()
