@@ -40,6 +40,7 @@ from edgeseg.profiles.schema import (
     PowerSettings,
     Profile,
     ProfileWarning,
+    ServingSettings,
 )
 from edgeseg.profiles.store import (
     OVERRIDABLE,
@@ -67,6 +68,7 @@ __all__ = [
     "PowerSettings",
     "Profile",
     "ProfileWarning",
+    "ServingSettings",
     "apply_overrides",
     "detect",
     "detect_profile",
