@@ -130,14 +130,14 @@ class TritonPythonModel:
                     frames[i] = _rgb_frames(a[0])
                 except ValueError as e:
                     out[i] = e
-            xs = {i: np.concatenate([seg.preprocess(np.ascontiguousarray(f[:, :, ::-1]))
-                                     for f in img]) for i, img in frames.items()}
+            nets = {i: np.concatenate([seg.preprocess(np.ascontiguousarray(f[:, :, ::-1]))
+                                       for f in img]) for i, img in frames.items()}
             if self.stage == "preprocess":
-                for i, x in xs.items():
+                for i, x in nets.items():
                     size = np.tile(np.asarray(frames[i].shape[1:3], np.int32), (len(x), 1))
                     out[i] = [x.astype(np.float32), size]
                 return out
-            for i, y in zip(xs, run_batched(seg, list(xs.values()), self.batched)):
+            for i, y in zip(nets, run_batched(seg, list(nets.values()), self.batched)):
                 hw = frames[i].shape[1:3]
                 out[i] = [np.stack([seg.postprocess(y[k:k + 1], hw) for k in range(len(y))])]
             return out

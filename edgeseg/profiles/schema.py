@@ -29,8 +29,8 @@ __all__ = [
     "Invalid",
     "PowerSettings",
     "Profile",
-    "ServingSettings",
     "ProfileWarning",
+    "ServingSettings",
     "build_profile",
     "display_path",
     "validate_data",
@@ -143,8 +143,9 @@ class Profile:
             value = getattr(self, section)
             if value is not None:
                 out[section] = dataclasses.asdict(value)
-                if section == "serving":  # YAML has lists, not tuples
-                    out[section]["preferred_batch_sizes"] = list(value.preferred_batch_sizes)
+        if self.serving is not None:  # YAML has lists, not tuples
+            out["serving"] = dict(dataclasses.asdict(self.serving),
+                                  preferred_batch_sizes=list(self.serving.preferred_batch_sizes))
         return out
 
     @classmethod
@@ -160,7 +161,8 @@ class Profile:
         return build_profile(clean, name=name, source=Path(source) if source is not None else None)
 
 
-SECTIONS = ("device", "deploy", "calibration", "power", "bench", "serving")
+SECTIONS = ("device", "deploy", "calibration", "power", "bench")
+OPTIONAL_SECTIONS = ("serving",)  # written by to_dict only when set
 
 
 # --------------------------------------------------------------------------------------------
