@@ -13,7 +13,7 @@ import pytest
 from edgeseg.deploy.deepstream import (
     APP_CONFIG,
     INFER_CONFIG,
-    export_normalized_onnx,
+    build_deepstream,
     scale_and_offsets,
     write_deepstream,
 )
@@ -47,9 +47,14 @@ def tiny_torch_model():
 
 @pytest.fixture(scope="module")
 def normalized(tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("ds") / "normalized.onnx"
-    report = export_normalized_onnx(tiny_torch_model(), tiny_meta(), out)
-    return out, report
+    """The export builder (the `--format deepstream` row): normalised ONNX + configs."""
+    out = tmp_path_factory.mktemp("ds")
+    steps: list[str] = []
+    report = build_deepstream(tiny_torch_model(), tiny_meta(), out, {"precision": "fp16"},
+                              steps.append)
+    assert report["format"] == "deepstream" and any("parity" in s for s in steps)
+    assert (out / INFER_CONFIG).is_file() and (out / APP_CONFIG).is_file()
+    return out / "model.onnx", report["onnx"]
 
 
 def test_keys_file_names_its_source():
@@ -133,6 +138,14 @@ def test_uniform_std_folds_into_scale_and_offsets(tmp_path):
     labels_path = tiny_onnx(tmp_path / "labels.onnx", argmax=True)
     with pytest.raises(EdgesegError, match="--argmax"):
         write_deepstream(tmp_path / "out", labels_path)
+
+
+def test_builder_refuses_before_exporting(tmp_path):
+    for settings, match in (({"precision": "int8"}, "calibrated engine"),
+                            ({"argmax": True}, "--argmax")):
+        with pytest.raises(EdgesegError, match=match):
+            build_deepstream(object(), tiny_meta(), tmp_path / "x", settings, print)
+    assert not (tmp_path / "x" / "model.onnx").exists()
 
 
 def test_engine_config_precision_and_plugin(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.deploy.triton import Batching, to_pbtxt, write_repository
+from edgeseg.deploy.triton import Batching, build_triton, to_pbtxt, write_repository
 from edgeseg.errors import EdgesegError
 from tests._onnx_models import HW, tiny_meta, tiny_onnx
 
@@ -353,3 +353,18 @@ def test_malformed_requests_get_triton_errors(server, local):
     frame = frames()[1]
     assert np.array_equal(seg(frame), local(frame))
     seg.close()
+
+
+def test_export_builder_writes_a_batching_repository(tmp_path):
+    """The `--format triton` row: a torch model -> dynamic-batch ONNX -> repository."""
+    from tests.test_deepstream import tiny_torch_model
+
+    steps: list[str] = []
+    report = build_triton(tiny_torch_model(), tiny_meta(), tmp_path,
+                          {"triton_name": "m", "triton_pipeline": True}, steps.append)
+    assert any("repository" in s for s in steps) and report["onnx"]["dynamic"] is True
+    net = parse_config(tmp_path / "m_net" / "config.pbtxt")
+    assert net.backend == "onnxruntime" and net.max_batch_size == 8
+    assert list(net.input[0].dims) == [3, -1, -1]  # dynamic export: spatial dims too
+    assert parse_config(tmp_path / "m" / "config.pbtxt").platform == "ensemble"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

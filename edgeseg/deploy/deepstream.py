@@ -37,6 +37,7 @@ __all__ = [
     "APP_CONFIG",
     "INFER_CONFIG",
     "app_config",
+    "build_deepstream",
     "export_normalized_onnx",
     "nvinfer_properties",
     "scale_and_offsets",
@@ -390,3 +391,38 @@ def write_deepstream(
     return {"path": str(out_dir), "format": "deepstream", "infer_config": str(out_dir / INFER_CONFIG),
             "app_config": str(out_dir / APP_CONFIG), "model": str(out_dir / model_file),
             "properties": props, "sources": srcs, "notes": notes, "meta": meta.to_dict()}
+
+
+def build_deepstream(
+    model: Any, meta: ModelMeta, out: Path, s: dict[str, Any], step: Step
+) -> dict[str, Any]:
+    """``edgeseg export --format deepstream --out DIR``: the normalised-in-graph ONNX (always:
+    nvinfer's scalar scale can't express a per-channel std), checked against the Segmenter,
+    then the nvinfer and deepstream-app configs beside it.
+
+    Settings used: height, width, dcn, opset, precision, and the optional ``sources``,
+    ``batch_size``, ``segmentation_threshold``, ``plugin_lib``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgesegError(f"--out {out}: the DeepStream export is a directory")
+    if s.get("argmax"):
+        raise EdgesegError("nvinfer's segmentation parser takes the class scores: leave out "
+                           "--argmax for --format deepstream")
+    precision = s.get("precision") or "fp16"
+    if precision == "int8":
+        raise EdgesegError("INT8 in DeepStream needs a calibrated engine (`edgeseg calibrate`); "
+                           "export fp16 or fp32 here")
+    if precision not in NETWORK_MODE:
+        raise EdgesegError(f"--precision: expected fp32 or fp16, got {precision!r}")
+    onnx_path = out / "model.onnx"
+    report = export_normalized_onnx(model, meta, onnx_path, height=s.get("height"),
+                                    width=s.get("width"), dcn=s.get("dcn") or "native",
+                                    opset=int(s.get("opset") or 19), step=step)
+    step("writing nvinfer and deepstream-app configs")
+    ds = write_deepstream(out, onnx_path, sources=s.get("sources") or (), precision=precision,
+                          batch_size=s.get("batch_size"),
+                          threshold=float(s.get("segmentation_threshold") or 0.0),
+                          plugin_lib=s.get("plugin_lib"))
+    return {**ds, "onnx": report,
+            "parity": report["parity"]}

@@ -48,6 +48,7 @@ __all__ = [
     "Batching",
     "Enum",
     "TensorSpec",
+    "build_triton",
     "engine_io",
     "labels_txt",
     "model_config",
@@ -489,3 +490,46 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export builder (a row of the export formats table)
+
+
+def build_triton(
+    model: Any, meta: ModelMeta, out: Path, s: Mapping[str, Any], step: Any
+) -> dict[str, Any]:
+    """``edgeseg export --format triton --out REPO``: export the ONNX (batch dimension dynamic,
+    so Triton can batch) into a scratch file, then write the model repository from it.
+
+    Settings used: height, width, dcn, argmax, opset, precision, and the optional
+    ``triton_form`` (onnx / python; a plan comes from an engine: `write_repository`),
+    ``triton_pipeline``, ``triton_name``, ``triton_kind``, ``profile`` (serving section),
+    ``max_batch_size``.
+    """
+    from edgeseg.deploy.onnx import export_onnx
+
+    form = s.get("triton_form") or "onnx"
+    if form == "plan":
+        raise EdgesegError("--triton-form plan: build the engine with `edgeseg export --format "
+                           "engine --dynamic`, then write the repository from it")
+    batching = Batching.from_profile(s.get("profile"), max_batch_size=s.get("max_batch_size"),
+                                     kind=s.get("triton_kind"))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgesegError(f"--out {out}: a Triton model repository is a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".edgeseg-export-", dir=out) as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        report = export_onnx(
+            model, meta, onnx_path, height=s.get("height"), width=s.get("width"),
+            dcn=s.get("dcn") or "native", dynamic=True, argmax=bool(s.get("argmax")),
+            opset=int(s.get("opset") or 19), fp16=s.get("precision") == "fp16", step=step,
+        )
+        step("writing the Triton model repository")
+        repo = write_repository(out, onnx_path, name=s.get("triton_name") or "desanet",
+                                form=form, pipeline=bool(s.get("triton_pipeline")),
+                                batching=batching)
+    return {**repo, "path": str(out), "onnx": {k: v for k, v in report.items()
+                                                if k not in ("meta", "path")},
+            "parity": report.get("parity")}
