@@ -368,3 +368,24 @@ def test_export_builder_writes_a_batching_repository(tmp_path):
     assert list(net.input[0].dims) == [3, -1, -1]  # dynamic export: spatial dims too
     assert parse_config(tmp_path / "m" / "config.pbtxt").platform == "ensemble"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_bench_cli_concurrency_against_the_server(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, [
+        "bench", "--backend", "triton", "--url", f"grpc://{server.grpc_url}", "--triton-model",
+        "pipe", "--concurrency", "1,2", "--duration-s", "3", "--warmup-s", "0.5",
+        "--frame-size", "48x96", "--json", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["model"] == "pipe" and report["protocol"] == "grpc"
+    assert [r["concurrency"] for r in report["concurrency"]] == [1, 2]
+    assert all(r["requests"] > 0 and r["throughput_fps"] > 0 for r in report["concurrency"])
+    bad = CliRunner().invoke(app, ["bench", "--backend", "onnxruntime", "--concurrency", "2"])
+    assert bad.exit_code == 2 and "--backend triton" in bad.output
+    bad = CliRunner().invoke(app, ["bench", "--backend", "triton", "--url", "127.0.0.1:1"])
+    assert bad.exit_code == 2 and "unreachable" in bad.output

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 
-__all__ = ["measure_concurrency", "parse_levels"]
+__all__ = ["bench_triton", "measure_concurrency", "parse_levels"]
 
 Call = Callable[[np.ndarray], Any]
 
@@ -132,3 +132,44 @@ def _run_level(
     if errors:
         raise EdgesegError(f"concurrency {c}: a client failed: {errors[0]}")
     return [v for per in latencies for v in per], duration_s
+
+
+def bench_triton(
+    url: str,
+    *,
+    model: str | None = None,
+    levels: Sequence[int] = (1,),
+    frame_hw: tuple[int, int] | None = None,
+    duration_s: float = 5.0,
+    warmup_s: float = 1.0,
+    max_requests: int = 100_000,
+    token: str | None = None,
+    step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`edgeseg bench --backend triton --concurrency ...`: one row per concurrency for a model
+    on a Triton server, sent synthetic street scenes (frame size default: the model's input)."""
+    from edgeseg.runtime.triton_backend import TritonSegmenter
+
+    probe = TritonSegmenter(url, model=model, token=token)
+    try:
+        h, w = frame_hw or probe.meta.input_hw
+        try:
+            from edgeseg.data.synthetic import generate_scene
+        except ImportError:  # pragma: no cover - the generator ships with edgeseg
+            rng0 = np.random.default_rng(0)
+            frames = [rng0.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(4)]
+        else:
+            rng = np.random.default_rng(0)
+            frames = [np.ascontiguousarray(generate_scene(rng, h, w)[0][:, :, ::-1])
+                      for _ in range(4)]
+        rows = measure_concurrency(
+            lambda: TritonSegmenter(url, model=probe.model, protocol=probe.protocol, token=token),
+            frames, levels, duration_s=duration_s, warmup_s=warmup_s, max_requests=max_requests,
+            step=step,
+        )
+        described = probe.describe()
+    finally:
+        probe.close()
+    return {"backend": "triton", **described, "frame_hw": [h, w], "input_hw": list(
+        probe.meta.input_hw), "duration_s": duration_s, "warmup_s": warmup_s,
+        "concurrency": rows, "variant": probe.meta.variant}

@@ -41,7 +41,23 @@ def bench_cli(
     ),
     backend: str | None = typer.Option(
         None, "--backend", "-b",
-        help="torch, onnxruntime or tensorrt. Default: the artifact's own (checkpoint: torch).",
+        help="torch, onnxruntime, tensorrt or triton (a server: --url). Default: the "
+        "artifact's own (checkpoint: torch).",
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Triton server for --backend triton: grpc://HOST:PORT, "
+        "http://HOST:PORT or HOST:PORT (8000 HTTP, else gRPC) [localhost:8001].",
+    ),
+    triton_model: str | None = typer.Option(
+        None, "--triton-model", help="Model on the Triton server (default: its one edgeseg model).",
+    ),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency",
+        help="With --backend triton: request concurrencies, e.g. 1,2,4,8 (perf_analyzer style).",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="EDGESEG_TRITON_TOKEN",
+        help="Bearer token for a gateway in front of Triton.",
     ),
     profile: str | None = typer.Option(
         None, "--profile", "-p",
@@ -89,6 +105,11 @@ def bench_cli(
 ) -> None:
     from edgeseg.bench.report import run_bench, strip_samples
 
+    if backend == "triton" or concurrency is not None or url is not None:
+        _bench_triton(url=url, backend=backend, model=triton_model, concurrency=concurrency,
+                      token=token, frame_size=frame_size, duration_s=duration_s,
+                      warmup_s=warmup_s, iters=iters, out=out, json_=json_)
+        return
     if out is not None and out.is_dir():
         raise EdgesegError(f"--out is a directory: {out} (give a file name)")
     if plot is not None and plot.exists() and not plot.is_dir():
@@ -124,6 +145,50 @@ def bench_cli(
     print_report(report)
     for p in written:
         console.print(f"wrote {p}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _bench_triton(
+    *, url: str | None, backend: str | None, model: str | None, concurrency: str | None,
+    token: str | None, frame_size: str | None, duration_s: float | None,
+    warmup_s: float | None, iters: int | None, out: Path | None, json_: bool,
+) -> None:
+    """Thin CLI over :func:`edgeseg.bench.concurrency.bench_triton`."""
+    from edgeseg.bench.concurrency import bench_triton, parse_levels
+    from edgeseg.runtime.triton_backend import DEFAULT_URL
+
+    if backend not in (None, "triton"):
+        raise EdgesegError(f"--url and --concurrency go with --backend triton, not {backend}")
+    if out is not None and out.is_dir():
+        raise EdgesegError(f"--out is a directory: {out} (give a file name)")
+    levels = parse_levels(concurrency or "1")
+    frame_hw = parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None
+    with progress("bench triton", len(levels), transient=True) as bar:
+        report = bench_triton(
+            url or DEFAULT_URL, model=model, levels=levels, frame_hw=frame_hw,
+            duration_s=duration_s or 5.0, warmup_s=1.0 if warmup_s is None else warmup_s,
+            max_requests=iters or 100_000, token=token, step=lambda msg: bar(1, msg),
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(out)
+    if json_:
+        emit_json(report)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"edgeseg bench: Triton {report['model']} at {report['url']} "
+                  f"({report['protocol']}), frames {report['frame_hw'][0]}x{report['frame_hw'][1]}")
+    for col in ("concurrency", "requests", "frames/s", "mean ms", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for r in report["concurrency"]:
+        lat = r["latency_ms"]
+        table.add_row(str(r["concurrency"]), str(r["requests"]), f"{r['throughput_fps']:.1f}",
+                      *(f"{lat[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
     if out is not None:
         console.print(f"wrote {out}")
 

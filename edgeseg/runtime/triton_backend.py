@@ -97,10 +97,12 @@ class TritonSegmenter(Segmenter):
         try:
             if proto == "grpc":
                 self.client = client_mod.InferenceServerClient(address)
+                live = self.client.is_server_live(headers=self.headers,
+                                                  client_timeout=self.timeout_s)
             else:
                 self.client = client_mod.InferenceServerClient(
                     address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
-            live = self.client.is_server_live(headers=self.headers)
+                live = self.client.is_server_live(headers=self.headers)
         except self._errors as e:
             raise EdgesegError(f"Triton server at {address} ({proto}) unreachable: {_msg(e)}") from None
         if not live:
@@ -143,7 +145,8 @@ class TritonSegmenter(Segmenter):
         try:
             if self.protocol == "grpc":
                 index = self.client.get_model_repository_index(
-                    headers=self.headers, as_json=True).get("models", [])
+                    headers=self.headers, as_json=True, client_timeout=self.timeout_s
+                ).get("models", [])
             else:
                 index = self.client.get_model_repository_index(headers=self.headers)
         except self._errors as e:
