@@ -389,3 +389,21 @@ def test_bench_cli_concurrency_against_the_server(server, tmp_path):
     assert bad.exit_code == 2 and "--backend triton" in bad.output
     bad = CliRunner().invoke(app, ["bench", "--backend", "triton", "--url", "127.0.0.1:1"])
     assert bad.exit_code == 2 and "unreachable" in bad.output
+
+
+def test_run_batched_splits_per_request(onnx_files):
+    """Requests the batcher merged come back split per request, equal to one-by-one calls,
+    whether the network takes the batch (dynamic ONNX) or runs frame by frame (fixed batch)."""
+    from edgeseg.deploy.triton_python import run_batched
+    from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeSegmenter
+
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(n, 3, *HW)).astype(np.float32) for n in (2, 1, 3)]
+    for name, batched in (("dynamic", True), ("static", False)):
+        seg = OnnxRuntimeSegmenter(onnx_files[name], threads=1)
+        outs = run_batched(seg, xs, batched)
+        assert [len(o) for o in outs] == [2, 1, 3]
+        for x, y in zip(xs, outs):
+            ref = np.concatenate([seg.infer(f[None]) for f in x])
+            assert np.allclose(y, ref, atol=1e-5)
+    assert run_batched(seg, [], False) == []
