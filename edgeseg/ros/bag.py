@@ -34,15 +34,14 @@ from edgeseg.ros.messages import (
     COMPRESSED,
     DEFAULT_OUTPUTS,
     IMAGE,
-    LABEL_INFO,
     OUTPUTS,
     OutputRenderer,
     header_stamp_ns,
     make_header,
     msg_to_bgr,
     parse_outputs,
-    rosbags_typestore,
     rosbags_types,
+    rosbags_typestore,
 )
 from edgeseg.video.sinks import Sink, _Writer
 
@@ -67,8 +66,7 @@ def _require_rosbags() -> None:
 
 def _split(spec: str) -> tuple[str, list[tuple[str, str]]]:
     s = spec.strip()
-    if s.startswith("rosbag2:"):
-        s = s[len("rosbag2:"):]
+    s = s.removeprefix("rosbag2:")
     head, _, query = s.partition("?")
     return head, parse_qsl(query, keep_blank_values=True)
 

@@ -24,11 +24,29 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 
-__all__ = ["DEFAULT_OUTPUTS", "IMAGE_ENCODINGS", "INPUT_ENCODINGS", "LABEL_INFO_MSGDEFS", "OUTPUTS",
-           "MessageTypes", "OutputRenderer", "bgr_to_compressed", "bgr_to_image",
-           "compressed_to_bgr", "header_stamp_ns", "image_to_bgr", "image_to_numpy",
-           "label_info_msg", "make_header", "msg_to_bgr", "numpy_to_image", "rclpy_types",
-           "rosbags_typestore", "rosbags_types", "softmax_confidence"]
+__all__ = [
+    "DEFAULT_OUTPUTS",
+    "IMAGE_ENCODINGS",
+    "INPUT_ENCODINGS",
+    "LABEL_INFO_MSGDEFS",
+    "OUTPUTS",
+    "MessageTypes",
+    "OutputRenderer",
+    "bgr_to_compressed",
+    "bgr_to_image",
+    "compressed_to_bgr",
+    "header_stamp_ns",
+    "image_to_bgr",
+    "image_to_numpy",
+    "label_info_msg",
+    "make_header",
+    "msg_to_bgr",
+    "numpy_to_image",
+    "rclpy_types",
+    "rosbags_types",
+    "rosbags_typestore",
+    "softmax_confidence",
+]
 
 # encoding -> (channels, numpy dtype); yuv422 = UYVY (ROS' name), yuv422_yuy2 = YUYV, both
 # 2 bytes per pixel, stored here as (H, W, 2) uint8.
