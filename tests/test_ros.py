@@ -398,8 +398,7 @@ def _bad_encoding_bag(path: Path) -> None:
             w.write(conn, STAMP0 + i * DT, store.serialize_cdr(msg, m.IMAGE))
 
 
-def test_errors_mid_bag_finalise_output(seg: Any, tmp_path: Path,
-                                        mcap_bag: tuple[Path, list[np.ndarray]]) -> None:
+def test_errors_mid_bag_finalise_output(seg: Any, tmp_path: Path) -> None:
     src = tmp_path / "bad"
     _bad_encoding_bag(src)
     out = tmp_path / "out.mcap"
@@ -407,18 +406,17 @@ def test_errors_mid_bag_finalise_output(seg: Any, tmp_path: Path,
         run_lib(seg, str(src), str(out))
     got = read_bag(out)  # finalised and readable: the two good frames are in it
     assert len(got["/edgeseg/class_mask"]) == 2 and len(got["/edgeseg/label_info"]) == 1
-    # a truncated bag: every frame before the cut, then a one-line error; output readable
-    path, _ = mcap_bag
-    data = path.read_bytes()
-    cut = tmp_path / "cut.mcap"
-    cut.write_bytes(data[: int(len(data) * 0.8)])
-    out2 = tmp_path / "out2.mcap"
-    try:
-        run_lib(seg, str(cut), str(out2))
-    except EdgesegError as e:
-        assert "truncated or corrupt" in str(e) and "\n" not in str(e)
-    if out2.exists():
-        read_bag(out2)
+    # truncated bags (a recording cut off): one line at open, before any output exists
+    for kind in ("mcap", "sqlite3", "ros1"):
+        src = tmp_path / ("t.bag" if kind == "ros1" else f"t_{kind}")
+        write_bag(src, kind)
+        f = src if kind == "ros1" else next(src.glob("*.mcap" if kind == "mcap" else "*.db3"))
+        cut = tmp_path / f"cut{f.suffix}"
+        cut.write_bytes(f.read_bytes()[: int(f.stat().st_size * 0.8)])
+        out2 = tmp_path / f"out_{kind}.mcap"
+        with pytest.raises(EdgesegError, match=f"cannot read bag {cut}: truncated or corrupt") as e:
+            run_lib(seg, str(cut), str(out2))
+        assert "\n" not in str(e.value) and not out2.exists()
 
 
 def test_bag_sink_without_stamps_uses_frame_rate(tmp_path: Path) -> None:

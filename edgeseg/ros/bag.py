@@ -115,9 +115,14 @@ def parse_bag_source(spec: str) -> BagSpec:
     return BagSpec(Path(head), opts.get("topic"), start, end, spec)
 
 
+_REPAIR = {".mcap": "mcap recover", ".bag": "rosbag reindex"}
+
+
 def _reader_error(path: Path, err: BaseException) -> EdgesegError:
     why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return EdgesegError(f"cannot read bag {path}: truncated or corrupt ({why})")
+    fix = _REPAIR.get(path.suffix.lower(), "ros2 bag reindex")
+    return EdgesegError(f"cannot read bag {path}: truncated or corrupt ({why}); a recording "
+                        f"cut off may be repaired with `{fix}`")
 
 
 class BagCapture:
@@ -203,7 +208,7 @@ class BagCapture:
                                                    stop=self._stop)
         try:
             conn, log_ns, raw = next(self._messages)
-            msg = self._reader.deserialize(raw, conn.msgtype)
+            msg: Any = self._reader.deserialize(raw, conn.msgtype)
         except StopIteration:
             return False, None
         except Exception as e:  # noqa: BLE001 - a cut-off file surfaces as any reader error
