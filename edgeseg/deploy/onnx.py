@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 
 from edgeseg import __version__
-from edgeseg.deploy.artifact import atomic_output, write_onnx_metadata
+from edgeseg.artifacts.files import atomic_output, write_onnx_metadata
+from edgeseg.artifacts.meta import ModelMeta
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta
 
 __all__ = [
     "DCN_MODES",
