@@ -252,11 +252,12 @@ def detect(
     machine = platform.machine().lower()
     cpu_warns: tuple[str, ...] = ()
     if machine and machine not in ("x86_64", "amd64", "i386", "i686"):
-        cpu_warns = (
+        hint = (
             f"not an x86 machine ({machine}); x86-cpu stands for any CPU here (a Jetson in a "
             f"container: pass -e {ENV_BOARD}=... and -v {TEGRA_RELEASE}:{TEGRA_RELEASE}:ro, "
-            "see docker/README.md)",
+            "see docker/README.md)"
         )
+        cpu_warns = (hint,)
     return Detection("x86-cpu", "no Jetson and no NVIDIA GPU found", cpu_warns, "fallback")
 
 
