@@ -699,11 +699,17 @@ def _min_pins() -> dict[str, Version]:
 
 def test_pyproject_lower_bounds_are_the_images_oldest() -> None:
     oldest = _min_pins()
+    # NVIDIA's builds are pre-releases (2.5.0a0+872d972e41.nv24.08): a bound of 2.5 would reject
+    # them (2.5.0a0 < 2.5), and pip would replace the images' CUDA torch with PyPI's.
     wheel = arg_defaults(DOCKERFILES["jetson"])["TORCH_WHEEL"]
     jetson_torch = Version(re.search(r"/torch-([^-]+)-", wheel)[1])
-    gpu_torch = re.search(r"PyTorch (\d+\.\d+)", DOCKERFILES["gpu"].read_text())[1]
-    oldest["torch"] = min(Version(f"{jetson_torch.major}.{jetson_torch.minor}"), Version(gpu_torch))
-    oldest["torchvision"] = Version(arg_defaults(DOCKERFILES["jetson"])["TORCHVISION_VERSION"])
+    gpu_torch = Version(re.search(r"PyTorch (\d+\.\d+\.\d+a0)", DOCKERFILES["gpu"].read_text())[1])
+    oldest["torch"] = min(Version(jetson_torch.public), gpu_torch)
+    tv = Version(arg_defaults(DOCKERFILES["jetson"])["TORCHVISION_VERSION"])
+    oldest["torchvision"] = Version(f"{tv.public}a0")  # NGC's 0.20.0a0 build; Jetson's 0.20.0
+    torch_req = next(r for r in pyproject_dependencies() if r.name == "torch")
+    assert torch_req.specifier.contains(jetson_torch)  # pip keeps NVIDIA's torch
+    assert load_verify_env()._matches(torch_req, str(jetson_torch))
     exempt = {"opencv-python", "jetson-stats"}  # JetPack's system OpenCV; the host's jtop
     for req in pyproject_dependencies():
         key = canonicalize_name(req.name)
