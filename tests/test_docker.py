@@ -768,9 +768,18 @@ def test_onnx_export_refuses_torch_25_in_one_line(
     except ImportError:
         from edgeseg.runtime.base import ModelMeta
 
-    # This machine's torch has both options; 2.6.0's signature passes, 2.5.1's does not.
+    # This machine's torch has both options; 2.6.0's signature passes, 2.5.1's does not, also
+    # as a 2.6 pre-release. A test double taking **kwargs passes on a new torch only.
     deploy_onnx.check_exporter(torch.onnx.export, torch.__version__)
     deploy_onnx.check_exporter(_fake_export(TORCH_260_KWONLY), "2.6.0")
+    with pytest.raises(EdgesegError, match=r"torch 2\.6\.0a0\+x's .* no custom_translation"):
+        deploy_onnx.check_exporter(_fake_export(TORCH_251_KWONLY), "2.6.0a0+x")
+
+    def double(*_a: Any, **_k: Any) -> None: ...
+
+    deploy_onnx.check_exporter(double, "2.14.1")
+    with pytest.raises(EdgesegError, match=r"^ONNX export needs torch >= 2\.6: torch 2\.5\.1's"):
+        deploy_onnx.check_exporter(double, "2.5.1")
     monkeypatch.setattr(torch.onnx, "export", _fake_export(TORCH_251_KWONLY))
     monkeypatch.setattr(torch, "__version__", "2.5.0a0+872d972e41.nv24.08")
     meta = ModelMeta(variant="x", classes=["a", "b"], palette=[(0, 0, 0), (1, 1, 1)],

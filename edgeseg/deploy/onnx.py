@@ -34,6 +34,7 @@ import contextlib
 import copy
 import inspect
 import io
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -102,14 +103,18 @@ def _translation_table() -> dict[Any, Any]:
 
 
 def check_exporter(export: Callable[..., Any], torch_version: str) -> None:
-    """Raise a one-line EdgesegError when ``export`` (``torch.onnx.export``) lacks an option
-    :func:`export_onnx` passes."""
+    """Raise a one-line EdgesegError for a torch whose ``torch.onnx.export`` lacks an option
+    :func:`export_onnx` passes: any torch older than :data:`MIN_TORCH`, or an exporter that
+    declares its options (it has ``dynamo``) without these (a pre-release build)."""
+    m = re.match(r"(\d+)\.(\d+)", torch_version)
+    too_old = m is not None and (int(m[1]), int(m[2])) < tuple(map(int, MIN_TORCH.split(".")))
     params = inspect.signature(export).parameters
     missing = [name for name in EXPORTER_OPTIONS if name not in params]
-    if missing:
+    if too_old or ("dynamo" in params and missing):
         raise EdgesegError(
             f"ONNX export needs torch >= {MIN_TORCH}: torch {torch_version}'s torch.onnx.export "
-            f"has no {' or '.join(missing)} option (export in edgeseg:cpu, see docker/README.md)"
+            f"has no {' or '.join(missing or EXPORTER_OPTIONS)} option (export in edgeseg:cpu, "
+            "see docker/README.md)"
         )
 
 
