@@ -285,10 +285,28 @@ def test_parse_specs(tmp_path: Path) -> None:
     assert (k.folder, k.storage, k.namespace, k.outputs) == (True, "sqlite3", "/seg",
                                                               ("class_mask", "label_info"))
     assert not parse_bag_sink("x.mcap").folder
+    k = parse_bag_sink("rosbag2:///tmp/b?alpha=0.25&class_ids=label")
+    assert (k.path, k.folder, k.alpha, k.label_ids) == (Path("/tmp/b"), True, 0.25, True)
     for bad, msg in (("x.mcap?storage=sqlite3", "is MCAP"), ("x.mcap?outputs=depth", "outputs"),
+                     ("x.mcap?alpha=2", "alpha"), ("x.mcap?class_ids=coco", "class_ids"),
                      ("x.mcap?outputs=confidence", "logits")):
         with pytest.raises(EdgesegError, match=msg):
             parse_bag_sink(bad)
+
+
+def test_registry_routes_bags(tmp_path: Path) -> None:
+    from edgeseg.video.sinks import parse_sink
+    from edgeseg.video.sources import parse_source
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    for spec in ("a.mcap?topic=/cam", "b.db3", "c.bag?start=2", str(folder), "rosbag2://x"):
+        assert parse_source(spec).kind == "rosbag", spec
+    assert parse_source("a.mcap?topic=/cam").query == {"topic": "/cam"}
+    for spec in ("out.mcap", "out.mcap?outputs=class_mask", "rosbag2:out", "rosbag2://out"):
+        assert parse_sink(spec).kind == "rosbag", spec
+    assert parse_sink(str(tmp_path / "masks")).kind == "folder"  # a plain folder stays PNGs
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 SOURCE_HELP = (
     "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
-    "file, an image folder or a quoted glob ('frames/*.png')."
+    "file, an image folder or a quoted glob ('frames/*.png'); a ROS bag: "
+    "'rec.mcap?topic=/camera/image_raw&start=SEC&end=SEC', a rosbag2 folder, .db3 or ROS 1 .bag."
 )
 SINK_HELP = (
-    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, or none. "
+    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, out.mcap or rosbag2:DIR "
+    "(a ROS 2 bag of the node's topics), or none. "
     "auto: display when there is one, else none."
 )
 MASKS_HELP = (

@@ -9,8 +9,10 @@ Source: ``recording.mcap?topic=/camera/image_raw&start=SEC&end=SEC`` (also a ros
 after each ``read()``.
 
 Sink: ``out.mcap`` (one MCAP file: Foxglove, ``ros2 bag play`` on Iron and later) or
-``rosbag2:DIR`` (a rosbag2 folder with metadata.yaml, MCAP storage; ``?storage=sqlite3``; what
-Humble's ``ros2 bag play DIR`` wants). Both take ``?ns=/edgeseg&outputs=class_mask,...``.
+``rosbag2:DIR`` / ``rosbag2://DIR`` (a rosbag2 folder with metadata.yaml, MCAP storage;
+``?storage=sqlite3``; what Humble's ``ros2 bag play DIR`` wants). Both take
+``?ns=/edgeseg&outputs=class_mask,...&alpha=0.5&class_ids=train|label``. Both kinds are entries
+of :mod:`edgeseg.video.registry` (matched by suffix, scheme, or :mod:`edgeseg.ros.probe`).
 :class:`BagSink` writes the node's topics and types (``<ns>/class_mask`` ... and
 ``<ns>/label_info``, LabelInfo once, offered as transient-local in the metadata) stamped with
 the input stamps; it writes to a hidden temporary next to the target and renames on ``close``,
@@ -20,7 +22,9 @@ which always runs, so the target is a finalised, readable bag or absent.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,17 +47,17 @@ from edgeseg.ros.messages import (
     rosbags_types,
     rosbags_typestore,
 )
-from edgeseg.video.sinks import Sink, _Writer
+from edgeseg.video.sinks import Sink
 
-__all__ = ["BAG_SUFFIXES", "BagCapture", "BagSink", "BagSinkSpec", "BagSpec", "is_bag_sink",
-           "is_bag_source", "list_topics", "open_bag_capture", "open_bag_sink", "parse_bag_sink",
+__all__ = ["BAG_SUFFIXES", "BagCapture", "BagSink", "BagSinkSpec", "BagSpec",
+           "list_topics", "open_bag_capture", "open_bag_sink", "parse_bag_sink",
            "parse_bag_source"]
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 ROSBAGS_HINT = "pip install 'edgeseg[ros]' (or pip install rosbags)"
 _SOURCE_KEYS = ("topic", "start", "end")
-_SINK_KEYS = ("ns", "outputs", "storage")
+_SINK_KEYS = ("ns", "outputs", "storage", "alpha", "class_ids")
 
 
 def _require_rosbags() -> None:
@@ -82,15 +86,6 @@ class BagSpec:
     start_s: float | None = None
     end_s: float | None = None
     spec: str = ""
-
-
-def is_bag_source(spec: str) -> bool:
-    """A bag file by suffix, ``rosbag2:...``, or a folder holding a rosbag2 metadata.yaml."""
-    s = spec.strip()
-    if s.startswith("rosbag2:"):
-        return True
-    head = s.partition("?")[0]
-    return Path(head).suffix.lower() in BAG_SUFFIXES or (Path(head) / "metadata.yaml").is_file()
 
 
 def parse_bag_source(spec: str) -> BagSpec:
@@ -267,11 +262,8 @@ class BagSinkSpec:
     namespace: str = "/edgeseg"
     outputs: tuple[str, ...] = field(default=DEFAULT_OUTPUTS)
     spec: str = ""
-
-
-def is_bag_sink(spec: str) -> bool:
-    s = spec.strip()
-    return s.startswith("rosbag2:") or Path(s.partition("?")[0]).suffix.lower() == ".mcap"
+    alpha: float = 0.5
+    label_ids: bool = False
 
 
 def parse_bag_sink(spec: str) -> BagSinkSpec:
@@ -295,7 +287,17 @@ def parse_bag_sink(spec: str) -> BagSinkSpec:
     if "confidence" in outputs:
         raise EdgesegError(f"--sink {spec!r}: confidence needs the network's logits; only the "
                            "ROS 2 node publishes it")
-    return BagSinkSpec(Path(head), folder, storage, ns.rstrip("/") or "", outputs, spec)
+    try:
+        alpha = float(opts.get("alpha", 0.5))
+    except ValueError:
+        alpha = -1.0
+    if not 0.0 <= alpha <= 1.0:
+        raise EdgesegError(f"--sink {spec!r}: alpha must be in [0, 1], got {opts['alpha']!r}")
+    ids = opts.get("class_ids", "train")
+    if ids not in ("train", "label"):
+        raise EdgesegError(f"--sink {spec!r}: class_ids must be train or label, got {ids!r}")
+    return BagSinkSpec(Path(head), folder, storage, ns.rstrip("/") or "", outputs, spec, alpha,
+                       ids == "label")
 
 
 def _qos(transient_local: bool) -> Any:
@@ -325,8 +327,8 @@ class BagSink(Sink):
     needs_visual = False
 
     def __init__(self, spec: str | BagSinkSpec, *, classes: Sequence[str],
-                 palette: Sequence[Sequence[int]], alpha: float = 0.5,
-                 label_ids: bool = False, fps: float | None = None) -> None:
+                 palette: Sequence[Sequence[int]], alpha: float | None = None,
+                 label_ids: bool | None = None, fps: float | None = None) -> None:
         _require_rosbags()
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -338,28 +340,76 @@ class BagSink(Sink):
                                "overwritten")
         self.store = rosbags_typestore()
         self.types = rosbags_types(self.store)
-        self.renderer = OutputRenderer(self.types, classes, palette, alpha=alpha,
-                                       label_ids=label_ids)
+        self.renderer = OutputRenderer(
+            self.types, classes, palette, alpha=self.spec.alpha if alpha is None else alpha,
+            label_ids=self.spec.label_ids if label_ids is None else label_ids)
         self.outputs = self.spec.outputs
         self.frame_ns = int(1e9 / fps) if fps and fps > 0 else int(1e9 / 30)
         stem = self.path.name.removesuffix(".mcap") if not self.spec.folder else self.path.name
         self._tmp = self.path.with_name(f".{stem}.{os.getpid()}.partial")
+        self._plugin = StoragePlugin.MCAP if self.spec.storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer_cls = Writer
+        self._bag: Any = None
+        self._conns: dict[str, Any] = {}
+        self._label_info_done = False
+        self.frames = 0
+        # sqlite3 storage may only be used from the thread that opened it, so the writer
+        # thread opens, writes and closes the bag.
+        self._q: queue.Queue[tuple[Any, ...] | None] = queue.Queue(8)
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._loop, name="edgeseg-bag-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._bag is None:
+            self._thread.join()
+            self._thread = None
+            self._raise()
+
+    def _open_bag(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self._tmp, ignore_errors=True)
-            plugin = StoragePlugin.MCAP if self.spec.storage == "mcap" else StoragePlugin.SQLITE3
-            self._bag: Any = Writer(self._tmp, version=9, storage_plugin=plugin)
-            self._bag.open()
+            bag = self._writer_cls(self._tmp, version=9, storage_plugin=self._plugin)
+            bag.open()
         except OSError as e:
             raise EdgesegError(f"--sink {self.path}: cannot create the bag ({e.strerror})") from None
+        self._bag = bag
         self._conns = {
-            name: self._bag.add_connection(self.topic(name), OUTPUTS[name], typestore=self.store,
-                                           offered_qos_profiles=[_qos(name == "label_info")])
+            name: bag.add_connection(self.topic(name), OUTPUTS[name], typestore=self.store,
+                                     offered_qos_profiles=[_qos(name == "label_info")])
             for name in self.outputs
         }
-        self._worker: Any = _Writer("edgeseg-bag-writer")
-        self._label_info_done = False
-        self.frames = 0
+
+    def _loop(self) -> None:
+        """Open, then write jobs in order until None; always close what was opened. The first
+        error is kept (re-raised by the next ``write`` or by ``close``); later jobs are dropped."""
+        try:
+            self._open_bag()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            self._error = e
+        finally:
+            self._ready.set()
+        if self._bag is None:
+            return
+        try:
+            while (job := self._q.get()) is not None:
+                if self._error is None:
+                    try:
+                        self._save(*job)
+                    except BaseException as e:  # noqa: BLE001
+                        self._error = e
+        finally:
+            try:
+                self._bag.close()
+            except BaseException as e:  # noqa: BLE001
+                self._error = self._error or e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
 
     def topic(self, output: str) -> str:
         return f"{self.spec.namespace}/{output}"
@@ -376,25 +426,24 @@ class BagSink(Sink):
             self._put(name, stamp_ns, msg)
 
     def write(self, frame: Any, labels: np.ndarray, vis: np.ndarray | None) -> bool:
-        if self._worker is None:
+        if self._thread is None:
             raise EdgesegError(f"--sink {self.path}: written after close")
+        self._raise()
         stamp = getattr(frame, "stamp_ns", None)
         stamp = int(stamp) if stamp is not None else frame.index * self.frame_ns
-        self._worker.submit(self._save, stamp, str(getattr(frame, "frame_id", "") or ""),
-                            frame.image, labels)
+        self._q.put((stamp, str(getattr(frame, "frame_id", "") or ""), frame.image, labels))
         self.frames += 1
         return True
 
     def close(self) -> None:
         """Drain, finalise the bag (also after an error), then rename it into place."""
-        if self._worker is None:
+        if self._thread is None:
             return
-        worker, self._worker = self._worker, None
-        try:
-            worker.close()
-        finally:
-            self._bag.close()
-            self._finish()
+        thread, self._thread = self._thread, None
+        self._q.put(None)
+        thread.join()
+        self._finish()
+        self._raise()
 
     def _finish(self) -> None:
         if self.spec.folder:
@@ -409,5 +458,4 @@ def open_bag_sink(spec: Any, *, classes: Sequence[str], palette: Sequence[Sequen
                   fps: float | None = None, **kw: Any) -> BagSink:
     """Opener for the sink registry (a spec string or anything with a ``spec`` attribute)."""
     text = spec if isinstance(spec, (str, BagSinkSpec)) else str(spec.spec)
-    return BagSink(text, classes=classes, palette=palette, fps=fps,
-                   alpha=float(kw.get("alpha", 0.5)), label_ids=bool(kw.get("label_ids", False)))
+    return BagSink(text, classes=classes, palette=palette, fps=fps)

@@ -340,10 +340,7 @@ class SegmenterNode:
 def _load_segmenter(model: str, profile: str | None) -> Any:
     from pathlib import Path
 
-    try:
-        from edgeseg.video.run import load_segmenter, pick_model
-    except ImportError:  # before the layout move (issue 19)
-        from edgeseg.cli.run import load_segmenter, pick_model
+    from edgeseg.video.run import load_segmenter, pick_model
 
     path = Path(model)
     suffix = path.suffix.lower()
