@@ -101,17 +101,14 @@ def alone_fps(seg: Any, imgs: list[np.ndarray]) -> float:
 
 
 def bag_fps(seg: Any, bag: Path, out: Path) -> tuple[float, Any]:
-    from edgeseg.ros.bag import BagSink, open_bag_capture
+    """Through the source/sink registry, as `edgeseg run --source BAG?topic=... --sink out.mcap`."""
     from edgeseg.video.pipeline import run_pipeline
-    from edgeseg.video.sources import FrameSource, SourceSpec
+    from edgeseg.video.reader import FrameSource
 
     out.unlink(missing_ok=True)
-    spec = f"{bag}?topic={TOPIC}"
     t = time.perf_counter()
-    src = FrameSource(SourceSpec("bag", str(bag), spec), prepare=seg.preprocess,
-                      capture_factory=lambda _s: open_bag_capture(spec))
-    sink = BagSink(str(out), classes=seg.meta.classes, palette=seg.meta.palette)
-    s = run_pipeline(seg, src, sink)
+    src = FrameSource(f"{bag}?topic={TOPIC}", prepare=seg.preprocess)
+    s = run_pipeline(seg, src, str(out))
     wall = time.perf_counter() - t
     return s.frames / wall, s
 
