@@ -8,6 +8,8 @@ handlebar under the rider's back) or from the side (two wheels and the frame).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgeseg.data.synthetic.canvas import (
@@ -214,9 +216,10 @@ def draw_two_wheeler(
     s = cam.scale(z)
     label = MOTORCYCLE if motor else BICYCLE
 
-    def at(along: float, up: float, right: float = 0.0) -> np.ndarray:
-        q = c + along * d + right * p
-        return cam.project(q[0], up, q[2])
+    def at(along: Any, up: Any, right: Any = 0.0) -> np.ndarray:
+        """Points in the vehicle's frame (scalars or arrays) -> pixels, in one projection."""
+        along, right = np.asarray(along), np.asarray(right)
+        return cam.project(x + along * d[0] + right * p[0], up, z + along * d[2] + right * p[2])
 
     tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
     frame = any_color(rng)
@@ -225,7 +228,7 @@ def draw_two_wheeler(
     ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     tube = max(1, round((0.09 if motor else 0.04) * s))
     for a0 in (-half_base, half_base):  # wheels in the vehicle's vertical plane
-        rim = np.stack([at(a0 + r * np.cos(t), r + r * np.sin(t)) for t in ang])
+        rim = at(a0 + r * np.cos(ang), r + r * np.sin(ang))
         cv.ring(rim, tyre, label, max(1, round((0.12 if motor else 0.05) * s)))
     bar_y = rng.uniform(1.0, 1.1)
     bar = rng.uniform(0.3, 0.4) if motor else rng.uniform(0.22, 0.3)
@@ -233,7 +236,8 @@ def draw_two_wheeler(
         body = [(-0.5, 0.4), (0.45, 0.4), (0.45, 0.85), (-0.6, 0.8)]
         seat = [(-0.6, 0.8), (0.05, 0.85), (0.05, 0.95), (-0.55, 0.9)]
         for outline, width, col in ((body, 0.22, frame), (seat, 0.16, shade(tyre, 2.0))):
-            corners = np.stack([at(a, y, sgn * width) for a, y in outline for sgn in (-1, 1)])
+            a, y = np.array(outline).T
+            corners = at(np.repeat(a, 2), np.repeat(y, 2), np.tile([-width, width], len(a)))
             cv.poly(_hull(corners), col, label)
         fork = shade(frame, 0.7)
         cv.strokes(at(half_base, r)[None], at(half_base - 0.2, bar_y)[None], fork, label, tube)
