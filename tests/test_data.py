@@ -210,7 +210,8 @@ def test_default_val_split_has_all_19_classes(default_val: Path) -> None:
     # the split does not depend on the train count: image 5 is scene (0, "val", 5)
     _, ids = generate_scene(scene_rng(0, "val", 5), 128, 256)
     got = cv2.imread(str(files[5]), cv2.IMREAD_UNCHANGED)
-    assert files[5].name.startswith("texelheim_000005_") and np.array_equal(got, ID_TO_TRAIN_ID[ids])
+    assert files[5].name.startswith("texelheim_000005_")
+    assert np.array_equal(got, ID_TO_TRAIN_ID[ids])
 
 
 def test_new_road_users_deterministic_per_seed(default_val: Path) -> None:

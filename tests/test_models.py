@@ -184,7 +184,10 @@ _FASPPM = (
     _cbr(128, 352, 1) + 3 * (_cbr(128, 352, 3, 1) + _cbr(352, 352, 1, 3)) + _cbr(4 * 352, 128, 1)
     + _strip(128)
 )
-_BACKBONE = {"desanet-hn": (1_480_300, (128, 640, 640)), "desanet-rn": (_resnet18_trunk(), (64, 256, 512))}
+_BACKBONE = {  # trunk parameters (HN: DESIGN.md, base[0:14]) and the 1/4, 1/16, 1/32 widths
+    "desanet-hn": (1_480_300, (128, 640, 640)),
+    "desanet-rn": (_resnet18_trunk(), (64, 256, 512)),
+}
 
 
 def _expected(variant: str) -> dict[str, int]:
@@ -263,7 +266,8 @@ def test_spatial_path_layers_and_output_stride(hn: DESANet) -> None:
         assert isinstance(cbr, ConvBNReLU)
         conv, bn, relu = cbr
         assert (conv.kernel_size, conv.in_channels, conv.out_channels) == ((k, k), cin, cout)
-        assert conv.stride == ((2, 2) if name != "proj" else (1, 1)) and conv.padding == (k // 2,) * 2
+        assert conv.stride == ((2, 2) if name != "proj" else (1, 1))
+        assert conv.padding == (k // 2, k // 2)
         assert isinstance(bn, torch.nn.BatchNorm2d) and isinstance(relu, torch.nn.ReLU)
     assert isinstance(sp.deform, DeformableConv2d) and sp.deform.weight.shape == (128, 128, 3, 3)
     assert sp.deform.stride == (1, 1) and isinstance(sp.scse, SCSE)
@@ -301,7 +305,8 @@ def test_fasppm_branches_are_factorised_atrous_pairs(hn: DESANet) -> None:
             # the dilation that matters (along the kernel's long axis) is the rate
             assert conv.dilation[kernel.index(3)] == rate
             assert isinstance(bn, torch.nn.BatchNorm2d) and isinstance(relu, torch.nn.ReLU)
-        assert (first[0].in_channels, first[0].out_channels, second[0].out_channels) == (128, 352, 352)
+        widths = (first[0].in_channels, first[0].out_channels, second[0].out_channels)
+        assert widths == (128, 352, 352)
     assert f.project[0].in_channels == 4 * 352 and f.project[0].out_channels == 128
     assert isinstance(f.strip, StripPooling)
 
@@ -359,7 +364,8 @@ def test_refinement_module_uses_strip_pooling_not_global(hn: DESANet) -> None:
 
     rm = hn.context_path.refine16
     assert isinstance(rm.attention, StripPooling)
-    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d | torch.nn.AvgPool2d) for m in rm.modules())
+    pools = (torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d)
+    assert not any(isinstance(m, pools) for m in rm.modules())
     x = torch.randn(1, rm.conv[0].in_channels, 6, 10)
     with torch.no_grad(), _Reductions() as rec:
         out = rm(x)

@@ -247,7 +247,11 @@ def draw_wall(
     elif kind < 0.7:  # brick
         base = hsv_color(rng, (0, 25), (0.35, 0.7), (0.3, 0.65))
     else:  # stone, rendered
-        base = any_color(rng) if rng.random() < 0.4 else hsv_color(rng, (25, 50), (0.1, 0.4), (0.4, 0.85))
+        base = (
+            any_color(rng)
+            if rng.random() < 0.4
+            else hsv_color(rng, (25, 50), (0.1, 0.4), (0.4, 0.85))
+        )
     quad = cam.project(np.full(4, x), np.array([0, 0, h, h]), np.array([z0, z1, z1, z0]))
     cv.poly(quad, base, WALL)
     thick = rng.uniform(0.2, 0.4)
@@ -261,7 +265,9 @@ def draw_wall(
             np.array([x, x + side * thick, x + side * thick, x]), np.array([0, 0, h, h]), z0
         )
         cv.poly(end, shade(base, rng.uniform(0.75, 0.9)), WALL)
-    coping = cam.project(np.full(4, x), np.array([h - 0.12, h - 0.12, h, h]), np.array([z0, z1, z1, z0]))
+    coping = cam.project(
+        np.full(4, x), np.array([h - 0.12, h - 0.12, h, h]), np.array([z0, z1, z1, z0])
+    )
     cv.poly(coping, shade(base, rng.uniform(0.8, 1.25)), WALL)
     if kind >= 0.4:  # block courses and staggered joints
         joint = shade(base, rng.uniform(0.6, 0.8))

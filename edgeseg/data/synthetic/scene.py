@@ -100,7 +100,7 @@ class _Road:
 
     def free(self, x: float, half: float, z0: float, z1: float) -> bool:
         a0, a1, b0, b1 = x - half, x + half, z0 - 0.5, z1 + 0.5
-        return all(a1 <= x0 or a0 >= x1 or b1 <= z0_ or b0 >= z1_ for x0, x1, z0_, z1_ in self.taken)
+        return all(a1 <= xa or a0 >= xb or b1 <= za or b0 >= zb for xa, xb, za, zb in self.taken)
 
     def place(
         self, rng: np.random.Generator, x: float, half: float, length: float, lo: float, hi: float

@@ -68,7 +68,13 @@ def _visible_side(cam: Camera, x0: float, x1: float) -> float | None:
 
 
 def _lamps(
-    cv: Canvas, cam: Camera, rng: np.random.Generator, x0: float, x1: float, y: float, z: float,
+    cv: Canvas,
+    cam: Camera,
+    rng: np.random.Generator,
+    x0: float,
+    x1: float,
+    y: float,
+    z: float,
     oncoming: bool,
 ) -> None:
     lamp = (
@@ -172,7 +178,9 @@ def draw_tram(
         skirt = cam.project(xs, np.array([0.2, 0.2, 0.65, 0.65]), np.array([z0, z1, z1, z0]))
         cv.poly(skirt, trim, None)
         for zj in joints:  # articulation bellows
-            bellows = cam.project(xs, np.array([0.2, 0.2, h, h]), np.array([zj - 0.2, zj + 0.2, zj + 0.2, zj - 0.2]))
+            bellows = cam.project(
+                xs, np.array([0.2, 0.2, h, h]), np.array([zj - 0.2, zj + 0.2, zj + 0.2, zj - 0.2])
+            )
             cv.poly(bellows, shade(paint, 0.35), None)
     cv.poly(_quad_x(cam, x0 + 0.15, x1 - 0.15, 1.1, h - 0.55, z0), glass, None)  # cab window
     cv.poly(_quad_x(cam, x0, x1, 0.2, 0.65, z0), trim, None)
@@ -184,8 +192,16 @@ def draw_tram(
     rise = rng.uniform(0.8, 1.3)
     arm = np.stack(
         [
-            cam.project(x, np.array([h, h + rise * 0.55, h + rise * 0.55]), np.array([zp - 0.8, zp + 0.1, zp + 0.1])),
-            cam.project(x, np.array([h + rise * 0.55, h + rise, h]), np.array([zp + 0.1, zp - 0.3, zp + 0.7])),
+            cam.project(
+                x,
+                np.array([h, h + rise * 0.55, h + rise * 0.55]),
+                np.array([zp - 0.8, zp + 0.1, zp + 0.1]),
+            ),
+            cam.project(
+                x,
+                np.array([h + rise * 0.55, h + rise, h]),
+                np.array([zp + 0.1, zp - 0.3, zp + 0.7]),
+            ),
         ],
         1,
     )
@@ -193,8 +209,11 @@ def draw_tram(
     metal = hsv_color(rng, (0, 360), (0.0, 0.1), (0.1, 0.35))
     cv.strokes(arm[:, 0], arm[:, 1], metal, TRAIN, t)
     cv.strokes(
-        cam.project(x - 0.8, h + rise, zp - 0.3)[None], cam.project(x + 0.8, h + rise, zp - 0.3)[None],
-        metal, TRAIN, t,
+        cam.project(x - 0.8, h + rise, zp - 0.3)[None],
+        cam.project(x + 0.8, h + rise, zp - 0.3)[None],
+        metal,
+        TRAIN,
+        t,
     )
 
 
@@ -308,22 +327,40 @@ def draw_rider(
             foot = pt(-0.05 + 0.17 * np.cos(phase), 0.3 + 0.17 * np.sin(phase), sgn * 0.12)
         hip_s = hip + sgn * 0.1 * p
         leg = shade(trousers, rng.uniform(0.85, 1.1))
-        cv.strokes(np.stack([proj(hip_s), proj(knee)]), np.stack([proj(knee), proj(foot)]), leg,
-                   RIDER, limb)
+        cv.strokes(
+            np.stack([proj(hip_s), proj(knee)]),
+            np.stack([proj(knee), proj(foot)]),
+            leg,
+            RIDER,
+            limb,
+        )
     # torso: a billboard between hip and shoulder, facing the camera
     half = 0.17 * size
     hq, sq = proj(hip), proj(shoulder)
     hw, sw = half * cam.scale(float(hip[2])), (half + 0.02) * cam.scale(float(shoulder[2]))
-    torso = np.array([[hq[0] - hw, hq[1]], [hq[0] + hw, hq[1]], [sq[0] + sw, sq[1]], [sq[0] - sw, sq[1]]])
+    torso = np.array(
+        [[hq[0] - hw, hq[1]], [hq[0] + hw, hq[1]], [sq[0] + sw, sq[1]], [sq[0] - sw, sq[1]]]
+    )
     cv.poly(torso, shirt, RIDER)
     for sgn in (-1, 1):  # arms to the grips
         grip = pt(bar_along, bar_y, sgn * bar)
         sh = shoulder + sgn * 0.15 * size * p
-        cv.strokes(proj(sh)[None], proj(grip)[None], shade(shirt, 0.9), RIDER, max(1, round(0.08 * size * s)))
+        cv.strokes(
+            proj(sh)[None],
+            proj(grip)[None],
+            shade(shirt, 0.9),
+            RIDER,
+            max(1, round(0.08 * size * s)),
+        )
     head_c = proj(shoulder + np.array([0, 0.15 * size, 0]) + 0.05 * d)
     if motor:  # full-face helmet
         cv.ellipse(head_c, (0.14 * size * s, 0.15 * size * s), any_color(rng), RIDER)
     else:
         cv.ellipse(head_c, (0.1 * size * s, 0.12 * size * s), skin, RIDER)
         if rng.random() < 0.5:  # cycle helmet
-            cv.ellipse(head_c - np.array([0, 0.04 * size * s]), (0.11 * size * s, 0.08 * size * s), any_color(rng), RIDER)
+            cv.ellipse(
+                head_c - np.array([0, 0.04 * size * s]),
+                (0.11 * size * s, 0.08 * size * s),
+                any_color(rng),
+                RIDER,
+            )
