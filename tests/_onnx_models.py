@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtime.base import ModelMeta
+from edgeseg.artifacts.meta import ModelMeta
 
 HW = (64, 128)
 
@@ -30,7 +30,7 @@ def tiny_onnx(path: Path, *, dynamic_batch: bool = True, argmax: bool = False,
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.deploy.artifact import write_onnx_metadata
+    from edgeseg.artifacts.files import write_onnx_metadata
     from edgeseg.deploy.onnx import add_labels_output
 
     rng = np.random.default_rng(seed)

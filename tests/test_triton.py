@@ -47,7 +47,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def fake_engine(d: Path, *, batch_range: tuple[int, int] | None) -> Path:
     """A plan file (bytes unread by the writer) with a real sidecar, as a TensorRT build writes."""
-    from edgeseg.deploy.sidecar import EngineSidecar
+    from edgeseg.artifacts.sidecar import EngineSidecar
 
     engine = d / "model.engine"
     engine.write_bytes(b"not a real engine")

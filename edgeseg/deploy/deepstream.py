@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta
+from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "APP_CONFIG",
@@ -145,7 +145,7 @@ def export_normalized_onnx(
     """
     import onnx
 
-    from edgeseg.deploy.artifact import write_onnx_metadata
+    from edgeseg.artifacts.files import write_onnx_metadata
     from edgeseg.deploy.onnx import export_onnx
     from edgeseg.runtime.onnxruntime_backend import make_session
     from edgeseg.runtime.torch_backend import TorchSegmenter
@@ -332,7 +332,7 @@ def write_deepstream(
         plugin_lib: a TensorRT plugin library the engine needs (custom-lib-path); DeformConv
             maps onto TensorRT's built-in ModulatedDeformConv2d plugin, which nvinfer loads.
     """
-    from edgeseg.deploy.artifact import artifact_kind, read_artifact_meta
+    from edgeseg.artifacts.files import artifact_kind, read_artifact_meta
 
     artifact = Path(artifact)
     kind = artifact_kind(artifact)
@@ -371,7 +371,7 @@ def write_deepstream(
     files: dict[str, str | Path] = {INFER_CONFIG: infer_text, APP_CONFIG: app_text,
                                     LABELS_FILE: labels_txt(meta), model_file: artifact}
     if engine:
-        from edgeseg.deploy.sidecar import sidecar_path
+        from edgeseg.artifacts.sidecar import sidecar_path
 
         files[sidecar_path(artifact).name] = sidecar_path(artifact)
     out_dir = Path(out_dir)

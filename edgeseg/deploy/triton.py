@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta
+from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "FORMS",
@@ -297,7 +297,7 @@ def _network_model(
     notes: dict[str, Any] = {}
     files: dict[str, Path | str] = {}
     if form == "plan":
-        from edgeseg.deploy.sidecar import EngineSidecar, sidecar_path
+        from edgeseg.artifacts.sidecar import EngineSidecar, sidecar_path
 
         sidecar = EngineSidecar.read(artifact)
         inputs, outputs, max_batch = engine_io(sidecar)
@@ -372,7 +372,7 @@ def write_repository(
     Every model directory is written to a temporary directory inside ``repo`` first and renamed
     into place at the end; a model directory already there is replaced.
     """
-    from edgeseg.deploy.artifact import artifact_kind, read_artifact_meta
+    from edgeseg.artifacts.files import artifact_kind, read_artifact_meta
 
     artifact = Path(artifact)
     kind = artifact_kind(artifact)

@@ -52,7 +52,7 @@ class Backend:
     """A runtime backend: the artifact kind it reads and how to open one."""
 
     name: str
-    # "checkpoint", "onnx" or "engine" (edgeseg.deploy.artifact.artifact_kind), or "server":
+    # "checkpoint", "onnx" or "engine" (edgeseg.artifacts.files.artifact_kind), or "server":
     # the model is behind a URL, not in a file
     artifact: str
     open: Callable[..., Segmenter]
@@ -82,7 +82,7 @@ def open_segmenter(path_or_ckpt: str | Path, backend: str | None = None, **opts:
         opts: backend options, e.g. ``device``, ``channels_last``, ``fp16`` (torch),
             ``threads``, ``providers`` (onnxruntime), ``input_hw`` (torch, dynamic ONNX).
     """
-    from edgeseg.deploy.artifact import artifact_kind
+    from edgeseg.artifacts.files import artifact_kind
 
     if backend is not None and backend in BACKENDS and BACKENDS[backend].artifact == "server":
         return BACKENDS[backend].open(str(path_or_ckpt), **opts)  # a URL (edgeseg.runtime.triton)
