@@ -173,3 +173,61 @@ def test_engine_config_precision_and_plugin(tmp_path):
     assert read_ini(out / INFER_CONFIG)["property"]["network-mode"] == "1"
     assert "custom-lib-path" not in read_ini(out / INFER_CONFIG)["property"]
     assert any("ModulatedDeformConv2d" in n for n in report["notes"])
+
+
+def test_normalized_onnx_runs_in_the_segmenter(normalized):
+    """An ONNX with the normalisation inside is fed 0..255 RGB by the Segmenter itself, so
+    `edgeseg run` on it gives the masks of the original model."""
+    from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeSegmenter
+    from edgeseg.runtime.torch_backend import TorchSegmenter
+
+    path, _ = normalized
+    seg = OnnxRuntimeSegmenter(path, threads=1)
+    assert seg.output_name == "probs"
+    x = seg.preprocess(np.full((*HW, 3), 200, np.uint8))
+    assert np.allclose(x, 200.0)  # no normalisation outside the graph
+    rng = np.random.default_rng(5)
+    bgr = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
+    want = TorchSegmenter(tiny_torch_model(), tiny_meta())(bgr)
+    assert np.mean(seg(bgr) == want) > 0.999
+
+
+def test_export_cli_deepstream_and_triton(tmp_path, monkeypatch):
+    """`edgeseg export --format deepstream/triton` through the export library and its table."""
+    from typer.testing import CliRunner
+
+    import edgeseg.models.desanet as desanet
+    from edgeseg.cli import app
+
+    def tiny_build(*_a, **_k):
+        net = tiny_torch_model()
+        net.variant = "desanet-hn"  # what default_meta reads
+        return net
+
+    monkeypatch.setattr(desanet, "build_model", tiny_build)  # a real export, in seconds
+    runner = CliRunner()
+    res = runner.invoke(app, ["export", "--random-init", "--model", "desanet-hn", "--format",
+                              "deepstream", "--height", "64", "--width", "128", "--out",
+                              str(tmp_path / "ds"), "--source", "a.mp4", "--source", "b.mp4",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    props = read_ini(tmp_path / "ds" / INFER_CONFIG)["property"]
+    assert props["batch-size"] == "2" and props["network-mode"] == "2"
+    bad = runner.invoke(app, ["export", "--random-init", "--model", "desanet-hn", "--format",
+                              "onnx", "--out", str(tmp_path / "x.onnx"), "--source", "a.mp4"])
+    assert bad.exit_code == 2 and "--format deepstream" in bad.output
+    bad = runner.invoke(app, ["export", "--random-init", "--model", "desanet-hn", "--format",
+                              "triton", "--out", str(tmp_path / "ds" / INFER_CONFIG)])
+    assert bad.exit_code == 2 and "directory" in bad.output
+    res = runner.invoke(app, ["export", "--random-init", "--model", "desanet-hn", "--format",
+                              "triton", "--height", "64", "--width", "128", "--out",
+                              str(tmp_path / "repo"), "--triton-pipeline", "--max-batch-size",
+                              "4", "--triton-name", "seg", "--json"])
+    assert res.exit_code == 0, res.output
+    from tests.test_triton import parse_config
+
+    assert parse_config(tmp_path / "repo" / "seg_net" / "config.pbtxt").max_batch_size == 4
+    assert parse_config(tmp_path / "repo" / "seg" / "config.pbtxt").platform == "ensemble"
+    listed = runner.invoke(app, ["export", "--formats", "--json"])
+    names = [r["format"] for r in __import__("json").loads(listed.output)["formats"]]
+    assert {"triton", "deepstream"} <= set(names)
