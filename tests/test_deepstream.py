@@ -196,8 +196,8 @@ def test_export_cli_deepstream_and_triton(tmp_path, monkeypatch):
     """`edgeseg export --format deepstream/triton` through the export library and its table."""
     from typer.testing import CliRunner
 
-    import edgeseg.models.desanet as desanet
     from edgeseg.cli import app
+    from edgeseg.models import desanet
 
     def tiny_build(*_a, **_k):
         net = tiny_torch_model()

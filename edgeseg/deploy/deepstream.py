@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
 from edgeseg.artifacts.meta import ModelMeta
+from edgeseg.errors import EdgesegError
 
 __all__ = [
     "APP_CONFIG",

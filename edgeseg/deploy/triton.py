@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import EdgesegError
 from edgeseg.artifacts.meta import ModelMeta
+from edgeseg.errors import EdgesegError
 
 __all__ = [
     "FORMS",
