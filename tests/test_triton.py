@@ -345,10 +345,12 @@ def test_malformed_requests_get_triton_errors(server, local):
     client.close()
     # The client backend turns them into one-line errors; the server still serves.
     seg = TritonSegmenter(f"http://{server.http_url}", model="seg")
-    with pytest.raises(EdgesegError, match="Triton seg"):
+    with pytest.raises(EdgesegError, match="takes images"):
         seg(np.zeros((16, 16, 4), np.uint8))
     with pytest.raises(EdgesegError, match="takes images"):
         seg.infer(np.zeros((1, 3, *HW), np.float32))
+    with pytest.raises(EdgesegError, match="'nope'"):
+        TritonSegmenter(f"http://{server.http_url}", model="nope")
     assert server.alive() and server.ready()
     frame = frames()[1]
     assert np.array_equal(seg(frame), local(frame))
@@ -407,3 +409,29 @@ def test_run_batched_splits_per_request(onnx_files):
             ref = np.concatenate([seg.infer(f[None]) for f in x])
             assert np.allclose(y, ref, atol=1e-5)
     assert run_batched(seg, [], False) == []
+
+
+def test_run_cli_through_the_server(server, local, tmp_path):
+    """`edgeseg run --backend triton --url ...`: the video pipeline (preprocess -> infer ->
+    postprocess on its threads) against the server's image model, masks saved per frame."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(frames()[:2]):
+        cv2.imwrite(str(src / f"{i:03d}.png"), f)
+    out = tmp_path / "masks"
+    res = CliRunner().invoke(app, [
+        "run", "--backend", "triton", "--url", f"http://{server.http_url}", "--triton-model",
+        "pipe", "--source", str(src), "--sink", str(out), "--masks", "trainids", "--json"])
+    assert res.exit_code == 0, res.output
+    written = sorted(out.glob("*_labelTrainIds.png"))
+    assert len(written) == 2, sorted(out.rglob("*"))
+    for f, path in zip(frames()[:2], written):
+        assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), local(f))
+    bad = CliRunner().invoke(app, ["run", "--backend", "triton", "--onnx", "x.onnx",
+                                   "--source", str(src)])
+    assert bad.exit_code == 2 and "--backend triton" in bad.output

@@ -45,6 +45,19 @@ def run_cli(
     weights: Path | None = typer.Option(None, "--weights", help="Checkpoint (.pt): torch."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="triton: run on a Triton server (--url) instead of a local file.",
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Triton server: grpc://HOST:PORT, http://HOST:PORT or HOST:PORT "
+        "(8000 HTTP, else gRPC) [localhost:8001].",
+    ),
+    triton_model: str | None = typer.Option(
+        None, "--triton-model", help="Model on the Triton server (default: its edgeseg model).",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="EDGESEG_TRITON_TOKEN", help="Bearer token for a Triton gateway.",
+    ),
     source: str = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
     sink: str = typer.Option("auto", "--sink", "-o", help=SINK_HELP),
     profile: str | None = typer.Option(
@@ -74,13 +87,14 @@ def run_cli(
     if auto:
         sink = "display" if display_available() else "none"
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
-    model_path, backend = pick_model(weights, onnx, engine)
+    model_path, backend = pick_model(weights, onnx, engine, backend=backend, url=url)
     check_visualize(visualize, alpha)
     check_sink(parse_sink(sink), mask_list)
     # Source and sink are checked before the model loads, so a typo fails in a second.
     src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
     try:
-        seg = load_segmenter(model_path, backend, profile)
+        remote = {"model": triton_model, "token": token} if backend == "triton" else {}
+        seg = load_segmenter(model_path, backend, profile, **remote)
     except BaseException:
         src.close()
         raise

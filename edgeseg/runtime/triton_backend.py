@@ -11,8 +11,9 @@ Two kinds of model, told apart by their input:
   preprocessed batch, so ``run``, ``bench`` and calibrate's comparison use the server exactly
   like a local backend;
 * an image model (uint8 ``image``: the Python ``segment`` model or the ``--triton-pipeline``
-  ensemble): ``__call__`` sends the RGB frame and receives the mask; there is no separate
-  network call to make, so :meth:`infer` refuses with a one-line error.
+  ensemble): :meth:`TritonSegmenter.preprocess` is the RGB frame itself, ``infer`` sends it and
+  receives the labels at the frame's size, so the same preprocess -> infer -> postprocess chain
+  (``run``'s pipeline) works; a float network input is refused with a one-line error.
 
 Clients are bounded: a network timeout on every call and a cap on the request size.
 """
@@ -188,23 +189,27 @@ class TritonSegmenter(Segmenter):
             raise EdgesegError(f"Triton {self.model}: {_msg(e)}") from None
         return np.asarray(result.as_numpy(self.output_name))
 
+    def preprocess(self, bgr: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """Network model: the shared preprocessing. Image model: the frame itself, RGB uint8
+        (1, H, W, 3); the server preprocesses (and returns labels at the frame's size)."""
+        if not self.takes_images:
+            return super().preprocess(bgr, size_hw)
+        return np.ascontiguousarray(bgr[:, :, ::-1])[None]
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self.takes_images:
-            raise EdgesegError(
-                f"Triton model {self.model} takes images, not network inputs: call the "
-                "segmenter on frames, or point --model at the network model (<name>_net)"
-            )
+            if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+                raise EdgesegError(
+                    f"Triton model {self.model} takes images (uint8 N x H x W x 3 RGB), not "
+                    f"network inputs {batch.dtype} {tuple(batch.shape)}: point --triton-model at "
+                    "the network model (<name>_net) for those"
+                )
+            return np.concatenate([self._request(batch[i:i + 1]) for i in range(len(batch))])
         batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
         if self.max_batch_size == 0 or len(batch) <= self.max_batch_size:
             return self._request(batch)
         step = self.max_batch_size
         return np.concatenate([self._request(batch[i:i + step]) for i in range(0, len(batch), step)])
-
-    def __call__(self, bgr: np.ndarray, *, native_size: bool = False) -> np.ndarray:
-        if not self.takes_images:
-            return super().__call__(bgr, native_size=native_size)
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])[None]
-        return self._request(rgb)[0]
 
     def describe(self) -> dict[str, Any]:
         try:
