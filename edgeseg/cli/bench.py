@@ -71,6 +71,9 @@ def bench_cli(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads: torch intra-op and onnxruntime intra-op."
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="Torch/TensorRT device: cpu, cuda (current), cuda:N or auto."
+    ),
     compare: str | None = typer.Option(None, "--compare", help=COMPARE_HELP),
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Interleaving rounds with --compare (default 3)."
@@ -99,7 +102,7 @@ def bench_cli(
             weights=weights, onnx=onnx, engine=engine, random_init=random_init, model=model,
             backend=backend, profile=profile, precision=precision, height=height, width=width,
             warmup_s=warmup_s, min_warmup=warmup_iters, duration_s=duration_s, iters=iters,
-            threads=threads, compare=compare, rounds=rounds, cost_only=cost_only,
+            threads=threads, device=device, compare=compare, rounds=rounds, cost_only=cost_only,
             onnx_int8=onnx_int8, frame_hw=parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None,
             samples=plot is not None, step=lambda msg: bar(1, msg),
         )

@@ -42,18 +42,25 @@ def pick_model(
     return given[0]
 
 
-def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
+def load_segmenter(
+    path: Path, backend: str, profile: str | None = None, device: str = "auto"
+) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
-    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there."""
+    ONNX or engine keeps its own). A checkpoint runs on ``device`` (auto: CUDA when torch sees
+    a GPU), with the argmax there on CUDA."""
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
 
     opts: dict[str, Any] = {}
+    dev = parse_device(device)
     if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
-            opts.update(device="cuda", argmax=True)
+        opts["device"] = str(dev)
+        if dev.type == "cuda":  # labels, not 19-channel logits, cross to the host
+            opts["argmax"] = True
+    elif backend == "tensorrt" and dev.type == "cuda":
+        opts["device"] = dev.index
+    elif device != "auto" and dev.type != "cpu":
+        raise EdgesegError(f"--device {device}: {backend} runs on the CPU here")
     if profile is not None:
         from edgeseg.profiles import load_profile
 
@@ -126,6 +133,8 @@ def run_cli(
     reconnect: int = typer.Option(
         5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
     ),
+    device: str = typer.Option("auto", "--device", help="Torch/TensorRT device: cpu, cuda, "
+                               "cuda:N or auto."),
     json_: bool = JsonOpt,
 ) -> None:
     _quiet_opencv()
@@ -141,12 +150,15 @@ def run_cli(
         sink = "display" if display_available() else "none"
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
     model_path, backend = pick_model(weights, onnx, engine)
+    from edgeseg.runtime.devices import check_device_spec
+
+    check_device_spec(device)
     check_visualize(visualize, alpha)
     check_sink(parse_sink(sink), mask_list)
     # Source and sink are checked before the model loads, so a typo fails in a second.
     src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
     try:
-        seg = load_segmenter(model_path, backend, profile)
+        seg = load_segmenter(model_path, backend, profile, device)
     except BaseException:
         src.close()
         raise

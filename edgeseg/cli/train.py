@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime.devices import DEVICE_HELP
 
 
 @command("train", help="Train DESANet (paper 4.1 recipe; torchrun for multi-GPU).")
@@ -43,7 +45,7 @@ def train_cli(
     ),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under torchrun."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 [auto]."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"{DEVICE_HELP} [auto]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -102,9 +104,10 @@ def eval_cli(
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="Write submission PNGs (Cityscapes label ids) here."
     ),
+    device: str = typer.Option("auto", "--device", help=f"Torch device: {DEVICE_HELP}."),
     json_: bool = JsonOpt,
 ) -> None:
-    report = evaluate(weights, data, split, save_pred)
+    report = evaluate(weights, data, split, save_pred, device=device)
     if json_:
         emit_json(report)
     else:
@@ -112,15 +115,26 @@ def eval_cli(
 
 
 def evaluate(
-    weights: Path, data: Path, split: str = "val", save_pred: Path | None = None
+    weights: Path, data: Path, split: str = "val", save_pred: Path | None = None,
+    device: str = "auto",
 ) -> dict:
-    """Library entry of `edgeseg eval`: one confusion matrix over the split."""
+    """Library entry of `edgeseg eval`: one confusion matrix over the split, on ``device``
+    (auto: CUDA when torch sees a GPU, with the argmax there)."""
     from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.deploy.artifact import artifact_kind
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
     from edgeseg.train.evaluate import evaluate_segmenter
 
+    dev = parse_device(device)
     dataset = CityscapesDataset(data, split)
-    seg = open_segmenter(weights)
+    if artifact_kind(weights) == "checkpoint":
+        seg = open_segmenter(weights, device=str(dev), argmax=dev.type == "cuda")
+    elif device != "auto":
+        raise EdgesegError(f"--device applies to checkpoints (.pt); {weights.name} runs in its "
+                           "own backend")
+    else:
+        seg = open_segmenter(weights)
     items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
     with progress("eval", len(dataset)) as bar:
         return evaluate_segmenter(
