@@ -115,10 +115,10 @@ def bench_cli(
     if plot is not None:
         report["plots"] = [str(p) for p in written]
     if out is not None:
+        from edgeseg.atomic import atomic_write_text
         from edgeseg.cli._util import _json_default
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        atomic_write_text(out, json.dumps(report, indent=2, default=_json_default) + "\n")
     if json_:
         emit_json(report)
         for w in report.get("warnings", []):
