@@ -43,7 +43,7 @@ def parse_device(
     """
     import torch
 
-    s = check_device_spec(spec or "auto", what)
+    s = check_device_spec("auto" if spec is None else spec, what)
     kind, _, index = s.partition(":")
     if kind == "cpu":
         return torch.device("cpu")
