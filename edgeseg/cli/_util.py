@@ -81,6 +81,9 @@ def command(
                 return fn(*args, **kw)
             except EdgesegError as e:
                 fail(str(e))
+            except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+                # a path the user gave that cannot be written or read: bad input, not a bug
+                fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
             except KeyboardInterrupt:
                 console.print("interrupted")
                 raise typer.Exit(130) from None

@@ -85,10 +85,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated or foreign files
-        raise EdgesegError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise EdgesegError(f"{path}: not a readable checkpoint ({_load_failure(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise EdgesegError(f"{path}: not an edgeseg checkpoint (expected format {FORMAT})")
     return ckpt
+
+
+def _load_failure(e: Exception) -> str:
+    """One line for torch.load's multi-paragraph errors."""
+    import pickle
+    import zipfile
+
+    text = str(e)
+    if isinstance(e, (pickle.UnpicklingError, zipfile.BadZipFile)) or "invalid load key" in text:
+        return "not a file written by torch.save"
+    if "zip archive" in text or "central directory" in text or isinstance(e, EOFError):
+        return "truncated or corrupt: the zip archive cannot be read"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first[:160]}"
 
 
 def checkpoint_variant(ckpt: dict[str, Any]) -> str | None:
