@@ -82,6 +82,7 @@ from edgeseg.bench.cost import (
     _roof_profile,
     measure_dram_gbs,
     model_cost,
+    needs_int8_peak,
     roofline_for,
 )
 from edgeseg.bench.environment import _resolve_profile, machine, versions
@@ -291,6 +292,12 @@ def _bench_configs(
         if need_bw:
             say("measuring copy bandwidth")
             measured["dram"] = measure_dram_gbs(seconds=reference_s)
+        if needs_int8_peak(prof, configs, cuda, cost_only=True):
+            from edgeseg.bench.timing import int8_matmul_gops
+
+            say("measuring the int8 matmul rate")
+            measured["matmul_int8"] = {
+                "cpu": int8_matmul_gops(seconds=2 * reference_s, threads=threads)}
         results = []
         for c in configs:
             h, w = c.height or hw[0], c.width or hw[1]

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - older typer on the system click
 
 from edgeseg.errors import EdgesegError
 
+
 class _OneLineErrors(TyperGroup):
     """The root group: usage errors (a missing option, a number out of range, an unknown
     command) are one ``error: ...`` line and exit 2, like every EdgesegError, instead of
