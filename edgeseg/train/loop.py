@@ -366,7 +366,8 @@ class _LazyLog:
     first logged iteration leaves no empty log behind."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self._f = path, None
+        self.path = path
+        self._f: Any = None
 
     def write(self, line: str) -> None:
         if self._f is None:
