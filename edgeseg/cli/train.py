@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
-from edgeseg.errors import EdgesegError
 from edgeseg.runtime.devices import DEVICE_HELP
 
 
@@ -107,40 +106,16 @@ def eval_cli(
     device: str = typer.Option("auto", "--device", help=f"Torch device: {DEVICE_HELP}."),
     json_: bool = JsonOpt,
 ) -> None:
-    report = evaluate(weights, data, split, save_pred, device=device)
+    from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.train.evaluate import evaluate
+
+    with progress("eval", len(CityscapesDataset(data, split))) as bar:
+        report = evaluate(weights, data, split, save_pred, on_image=bar,
+                          device=device)
     if json_:
         emit_json(report)
     else:
         _print_eval(report, title=f"{weights.name} on {split}")
-
-
-def evaluate(
-    weights: Path, data: Path, split: str = "val", save_pred: Path | None = None,
-    device: str = "auto",
-) -> dict:
-    """Library entry of `edgeseg eval`: one confusion matrix over the split, on ``device``
-    (auto: CUDA when torch sees a GPU, with the argmax there)."""
-    from edgeseg.data.cityscapes import CityscapesDataset
-    from edgeseg.deploy.artifact import artifact_kind
-    from edgeseg.runtime import open_segmenter
-    from edgeseg.runtime.devices import parse_device
-    from edgeseg.train.evaluate import evaluate_segmenter
-
-    dev = parse_device(device)
-    dataset = CityscapesDataset(data, split)
-    if artifact_kind(weights) == "checkpoint":
-        seg = open_segmenter(weights, device=str(dev), argmax=dev.type == "cuda")
-    elif device != "auto":
-        raise EdgesegError(f"--device applies to checkpoints (.pt); {weights.name} runs in its "
-                           "own backend")
-    else:
-        seg = open_segmenter(weights)
-    items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
-    with progress("eval", len(dataset)) as bar:
-        return evaluate_segmenter(
-            lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),
-            save_pred=save_pred, on_image=bar,
-        )
 
 
 def _print_eval(report: dict, title: str) -> None:
