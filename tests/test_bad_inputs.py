@@ -324,6 +324,20 @@ def test_train_device_cuda_on_a_cpu_machine(
     assert not (tmp_path / "run").exists()
 
 
+def test_train_device_has_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loop's device for `cuda`/`auto` (faked GPU): always indexed, the current
+    device in one process and LOCAL_RANK's under torchrun."""
+    from edgeseg.train.config import load_train_config
+    from edgeseg.train.loop import Dist, _device
+
+    _fake_cuda(monkeypatch, count=4, current=3)
+    for spec in ("cuda", "auto"):
+        cfg = load_train_config(None, device=spec)
+        assert _device(cfg, Dist()) == torch.device("cuda", 3)
+        assert _device(cfg, Dist(rank=1, world_size=2, local_rank=1)) == torch.device("cuda", 1)
+    assert _device(load_train_config(None, device="cuda:2"), Dist()) == torch.device("cuda", 2)
+
+
 def test_train_device_cuda_runs_on_the_current_gpu(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU (torch sees none)")
