@@ -72,6 +72,8 @@ def run_cli(
     reconnect: int = typer.Option(
         5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
     ),
+    device: str = typer.Option("auto", "--device", help="Torch/TensorRT device: cpu, cuda, "
+                               "cuda:N or auto."),
     json_: bool = JsonOpt,
 ) -> None:
     _quiet_opencv()
@@ -88,13 +90,16 @@ def run_cli(
         sink = "display" if display_available() else "none"
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
     model_path, backend = pick_model(weights, onnx, engine, backend=backend, url=url)
+    from edgeseg.runtime.devices import check_device_spec
+
+    check_device_spec(device)
     check_visualize(visualize, alpha)
     check_sink(parse_sink(sink), mask_list)
     # Source and sink are checked before the model loads, so a typo fails in a second.
     src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
     try:
         remote = {"model": triton_model, "token": token} if backend == "triton" else {}
-        seg = load_segmenter(model_path, backend, profile, **remote)
+        seg = load_segmenter(model_path, backend, profile, device, **remote)
     except BaseException:
         src.close()
         raise

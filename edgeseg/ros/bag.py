@@ -115,6 +115,9 @@ _REPAIR = {".mcap": "mcap recover", ".bag": "rosbag reindex"}
 
 def _reader_error(path: Path, err: BaseException) -> EdgesegError:
     why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Unrecognized storage format" in why or "metadata file" in why:
+        return EdgesegError(f"{path} is not a bag: expected a rosbag2 folder (metadata.yaml), "
+                            f"an .mcap or .db3 file, or a ROS 1 .bag ({why})")
     fix = _REPAIR.get(path.suffix.lower(), "ros2 bag reindex")
     return EdgesegError(f"cannot read bag {path}: truncated or corrupt ({why}); a recording "
                         f"cut off may be repaired with `{fix}`")
@@ -139,9 +142,9 @@ class BagCapture:
         if not path.exists():
             raise EdgesegError(f"bag not found: {path}")
         # A rosbag2 folder, or one bag file (bare .mcap / .db3 read without metadata.yaml).
-        self._reader = AnyReader([path], default_typestore=rosbags_typestore(
-            ros1=path.suffix.lower() == ".bag"))
-        try:
+        try:  # the constructor already reads (an unknown suffix, a folder without metadata)
+            self._reader = AnyReader([path], default_typestore=rosbags_typestore(
+                ros1=path.suffix.lower() == ".bag"))
             self._reader.open()
         except Exception as e:  # noqa: BLE001 - rosbags raises several kinds for one cause
             raise _reader_error(path, e) from None
@@ -228,8 +231,8 @@ def list_topics(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"bag not found: {path}")
-    reader = AnyReader([path], default_typestore=rosbags_typestore(ros1=path.suffix == ".bag"))
-    try:
+    try:  # the constructor already reads (an unknown suffix, a folder without metadata)
+        reader = AnyReader([path], default_typestore=rosbags_typestore(ros1=path.suffix == ".bag"))
         reader.open()
     except Exception as e:  # noqa: BLE001
         raise _reader_error(path, e) from None

@@ -44,19 +44,25 @@ def pick_model(
 
 
 def load_segmenter(
-    path: Path | str, backend: str, profile: str | None = None, **backend_opts: Any
+    path: Path | str, backend: str, profile: str | None = None, device: str = "auto",
+    **backend_opts: Any,
 ) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
-    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there."""
+    ONNX or engine keeps its own). A checkpoint runs on ``device`` (auto: CUDA when torch sees
+    a GPU), with the argmax there on CUDA; an engine on that CUDA device."""
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
 
     opts: dict[str, Any] = dict(backend_opts)  # e.g. model, token (triton)
+    dev = parse_device(device)
     if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
-            opts.update(device="cuda", argmax=True)
+        opts["device"] = str(dev)
+        if dev.type == "cuda":  # labels, not 19-channel logits, cross to the host
+            opts["argmax"] = True
+    elif backend == "tensorrt" and dev.type == "cuda":
+        opts["device"] = dev.index
+    elif device != "auto" and dev.type != "cpu":
+        raise EdgesegError(f"--device {device}: {backend} runs on the CPU here")
     if profile is not None:
         from edgeseg.profiles import load_profile
 
