@@ -93,7 +93,7 @@ def export_cli(
         _print_formats(json_)
         return
     if out is None:
-        raise EdgesegError("--out is required: the file (.onnx, .engine) or folder to write")
+        raise EdgesegError("--out is required: the file to write (.onnx or .engine)")
     options: dict[str, Any] = {}
     if normalize_in_graph:
         options["normalize_in_graph"] = True
