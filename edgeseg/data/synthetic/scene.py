@@ -240,9 +240,9 @@ def generate_scene(
     if tram >= 0:
         draw_rails(cv, cam, rng, float(lanes[tram]), z_end)
         if rng.random() < 0.85:
-            tz = road.place(rng, float(lanes[tram]), 1.4, 36.0, 8.0, 40.0)
-            if tz is not None:
-                objects.append((tz, draw_tram, (float(lanes[tram]), tz, ways[tram][1])))
+            tram_z = road.place(rng, float(lanes[tram]), 1.4, 36.0, 8.0, 40.0)
+            if tram_z is not None:
+                objects.append((tram_z, draw_tram, (float(lanes[tram]), tram_z, ways[tram][1])))
     motor_ways = [w for k, w in enumerate(ways) if k != tram]
     for paint, p, length in ((draw_bus, 0.25, 12.5), (draw_truck, 0.3, 10.8)):
         if motor_ways and rng.random() < p:
@@ -260,16 +260,16 @@ def generate_scene(
     if rng.random() < 0.5:  # a cyclist by the kerb, away on the right, towards us on the left
         right = bool(rng.random() < 0.65)
         bx = xr - rng.uniform(0.5, 0.9) if right else xl + rng.uniform(0.5, 0.9)
-        bz = road.place(rng, bx, 0.4, 1.8, 5.0, 30.0)
-        if bz is not None:
+        kerb_z = road.place(rng, bx, 0.4, 1.8, 5.0, 30.0)
+        if kerb_z is not None:
             head = (0.0 if right else np.pi) + rng.uniform(-0.12, 0.12)
-            objects.append((bz + 0.9, draw_two_wheeler, (bx, bz + 0.9, head, False, True)))
+            objects.append((kerb_z + 0.9, draw_two_wheeler, (bx, kerb_z + 0.9, head, False, True)))
     if rng.random() < 0.12:  # a cyclist crossing the street
         bx = rng.uniform(xl + 1.0, xr - 1.0)
-        bz = road.place(rng, bx, 1.0, 0.8, 6.0, 20.0)
-        if bz is not None:
+        cross_z = road.place(rng, bx, 1.0, 0.8, 6.0, 20.0)
+        if cross_z is not None:
             head = float(rng.choice([-1.0, 1.0])) * np.pi / 2 + rng.uniform(-0.3, 0.3)
-            objects.append((bz + 0.4, draw_two_wheeler, (bx, bz + 0.4, head, False, True)))
+            objects.append((cross_z + 0.4, draw_two_wheeler, (bx, cross_z + 0.4, head, False, True)))
     if rng.random() < 0.3:
         pz = rng.uniform(6.0, 20.0)
         objects.append((pz, draw_person, (rng.uniform(xl + 0.5, xr - 0.5), pz)))

@@ -264,10 +264,10 @@ def draw_two_wheeler(
         cv.ellipse(at(-half_base - 0.05, 0.8), (0.06 * s, 0.05 * s), lamp, label)
     else:  # diamond frame: rear triangle, seat tube, top and down tube, fork
         rear, bb = at(-half_base, r), at(-0.05, 0.3)
-        seat, head = at(-0.2, 0.95), at(0.38, 0.95)
+        seat_top, head = at(-0.2, 0.95), at(0.38, 0.95)
         front = at(half_base, r)
-        a = np.stack([rear, rear, seat, seat, bb, head])
-        b = np.stack([bb, seat, bb, head, head, front])
+        a = np.stack([rear, rear, seat_top, seat_top, bb, head])
+        b = np.stack([bb, seat_top, bb, head, head, front])
         cv.strokes(a, b, frame, label, tube)
         saddle = at(-0.22, 1.0)
         cv.ellipse(saddle, (0.1 * s, 0.03 * s), shade(tyre, 1.5), label)
