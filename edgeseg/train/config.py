@@ -21,6 +21,7 @@ class TrainConfig:
     split: str = "trainval"  # the paper trains on fine train + val
     val_split: str = "val"
     iters: int = 640_000
+    time_budget_s: float = 0.0  # > 0: iterations that fit this wall time (at most iters)
     batch: int = 3  # per process
     crop: tuple[int, int] = (1024, 1024)
     lr: float = 0.005
@@ -112,4 +113,6 @@ def load_train_config(
                            f"got {cfg.optimizer!r}")
     if cfg.warmup_iters < 0:
         raise EdgesegError(f"{where}warmup_iters must be >= 0, got {cfg.warmup_iters}")
+    if not cfg.time_budget_s >= 0:
+        raise EdgesegError(f"{where}time_budget_s must be >= 0, got {cfg.time_budget_s}")
     return cfg
