@@ -354,6 +354,7 @@ def matmul_gflops(
     seconds: float = 1.0,
     backend: str = "auto",
     device: str = "cpu",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """This machine's dense matmul throughput, the denominator of the 'efficiency' figure.
 
@@ -364,6 +365,8 @@ def matmul_gflops(
         backend: ``torch`` (the runtime the model uses), ``numpy`` or ``auto`` (torch when
             importable).
         device: torch device, e.g. ``cuda``; numpy is CPU only.
+        threads: torch intra-op threads for this measurement only (the model run's count);
+            None keeps torch's setting.
 
     Returns:
         ``{"gflops", "backend", "device", "dtype", "n", "threads", "iters", "seconds"}``;
@@ -397,6 +400,14 @@ def matmul_gflops(
 
         def fn() -> Any:
             return torch.mm(a, b)
+
+        if threads is not None and a.device.type == "cpu":
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                return {**matmul_gflops(n, dtype, seconds, backend, device), "threads": threads}
+            finally:
+                torch.set_num_threads(before)
 
     elif backend == "numpy":
         if device != "cpu":
