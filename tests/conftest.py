@@ -58,7 +58,7 @@ def trained_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("run")
     cfg = load_train_config(
         None, recipe="cpu-quick", model="desanet-hn", data=str(synthetic_root), out=str(out),
-        crop=TRAIN_HW, iters=TRAIN_ITERS, seed=0,
+        iters=TRAIN_ITERS, seed=0,  # the recipe's crop: random crops of the TRAIN_HW scenes
     )
     return train(cfg, log=lambda _msg: None), cfg
 
