@@ -347,3 +347,18 @@ def test_time_budget_stops_at_iters_on_a_fast_machine(synthetic_root: Path, tmp_
     result = train(cfg, log=lambda m: None)
     assert result.iteration == 3 and result.schedule["iters"] == 3
     assert cfg.iters == 3 and cfg.time_budget_s == 3600.0  # the caller's config is untouched
+
+
+def test_busy_cpu_note(monkeypatch) -> None:
+    from edgeseg.train import loop
+
+    monkeypatch.setattr(loop.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(loop.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (14.0, 13.0, 12.0))
+    note = loop._loaded_cpu_note()
+    assert note and "load average 14.0 on 2 cores" in note and "OMP_NUM_THREADS=1" in note
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert loop._loaded_cpu_note() is None
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (14.0, 13.0, 12.0))
+    monkeypatch.setattr(loop.torch, "get_num_threads", lambda: 1)
+    assert loop._loaded_cpu_note() is None

@@ -217,6 +217,8 @@ def train(
     # CUDA: float16 with loss scaling; CPU: bfloat16 (float32's exponent range: no scaler),
     # faster only where oneDNN has native bf16 kernels (AVX512-BF16 / AMX), emulated elsewhere
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if device.type == "cpu" and (note := _loaded_cpu_note()):
+        log(note)
     if amp and device.type == "cpu" and not cpu_has_bf16():
         log("--amp: this CPU has no bfloat16 instructions; training in float32")
         amp = False
@@ -323,9 +325,9 @@ def train(
                 if it == probe_from:
                     t_probe = now
                 elif it == probe_from + PROBE_STEPS:
-                    schedule.update(_plan(cfg, dist, it, (it - probe_from) / (now - t_probe),
-                                          now - t_call))
-                    cfg.iters = schedule["iters"]
+                    plan = _plan(cfg, dist, it, (it - probe_from) / (now - t_probe), now - t_call)
+                    schedule.update(plan)
+                    cfg.iters = plan["iters"]
                     log(f"time budget {cfg.time_budget_s:.0f} s: {schedule['steps_per_s']:.2f} "
                         f"it/s over {PROBE_STEPS} steps -> {cfg.iters} iterations")
                     if on_schedule:
@@ -376,6 +378,21 @@ def _plan(cfg: TrainConfig, dist: Dist, done: int, steps_per_s: float,
         total = int(t.item())
     return {"iters": total, "steps_per_s": round(steps_per_s, 4),
             "time_budget_s": cfg.time_budget_s}
+
+
+def _loaded_cpu_note() -> str | None:
+    """A hint when other processes hold the cores: torch's OpenMP threads then wait for each
+    other at every op, and a step can take many times longer than with one thread."""
+    threads = torch.get_num_threads()
+    try:
+        load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (OSError, AttributeError):
+        return None
+    if threads > 1 and load > cores:
+        return (f"the CPU is busy (load average {load:.1f} on {cores} cores): with {threads} "
+                "torch threads every op waits for preempted threads; OMP_NUM_THREADS=1 may "
+                "train faster")
+    return None
 
 
 def _evaluate(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict[str, Any]:
