@@ -375,6 +375,7 @@ def matmul_gflops(
     """
     if n < 1 or seconds <= 0:
         raise EdgesegError("matmul_gflops needs n >= 1 and seconds > 0")
+    requested = threads
     if backend == "auto":
         try:
             import torch
@@ -401,13 +402,12 @@ def matmul_gflops(
         def fn() -> Any:
             return torch.mm(a, b)
 
-        if threads is not None and a.device.type == "cpu":
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads)
+        if requested is not None and a.device.type == "cpu" and requested != threads:
+            torch.set_num_threads(requested)
             try:
-                return {**matmul_gflops(n, dtype, seconds, backend, device), "threads": threads}
+                return matmul_gflops(n, dtype, seconds, backend, device)
             finally:
-                torch.set_num_threads(before)
+                torch.set_num_threads(int(threads or 1))
 
     elif backend == "numpy":
         if device != "cpu":
