@@ -52,7 +52,7 @@ def test_training_learns(trained_run, synthetic_root: Path) -> None:
 
 def test_acceptance_miou(trained_run, fully_trained: bool) -> None:
     """Issue 4: DESANet-HN trained on CPU from random init, synthetic scenes at 128x256, reaches
-    val mIoU >= 0.60 (the cpu-quick recipe; the run is the shared fixture, ~4-5 idle minutes)."""
+    val mIoU >= 0.60 (the cpu-quick recipe; the run is the shared fixture)."""
     from edgeseg.train.config import RECIPES
 
     result, cfg = trained_run
