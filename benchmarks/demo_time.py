@@ -29,11 +29,12 @@ from _docs import cpu_flags, cpu_model, load_average, machine_line, write_sectio
 TARGET_MIOU = 0.55
 
 
-def in_process(out: Path) -> dict[str, Any]:
+def in_process(out: Path, quick: bool = False) -> dict[str, Any]:
     from edgeseg.demo import DemoSettings, run_demo
 
     t = time.perf_counter()
-    summary = run_demo(out, DemoSettings(), log=lambda m: print(m, file=sys.stderr))
+    settings = DemoSettings.quick() if quick else DemoSettings()
+    summary = run_demo(out, settings, log=lambda m: print(m, file=sys.stderr))
     return {"summary": summary, "stages_s": {"demo": time.perf_counter() - t}}
 
 
@@ -55,6 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clean-clone", action="store_true", help="time install + demo from a clone")
     ap.add_argument("--target-min", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true",
+                    help="DemoSettings.quick(): a smoke run of this script (never written)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     from rich.console import Console
@@ -62,7 +65,8 @@ def main() -> None:
 
     host, load0 = machine_line(), load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        rec = clean_clone(Path(tmp)) if args.clean_clone else in_process(Path(tmp) / "outputs")
+        rec = (clean_clone(Path(tmp)) if args.clean_clone
+               else in_process(Path(tmp) / "outputs", args.quick))
     load1 = load_average()
     s = rec["summary"]
     total = sum(rec["stages_s"].values())
@@ -74,8 +78,8 @@ def main() -> None:
     rows += [(f"  stage: {k}", f"{v:.0f} s") for k, v in s["timings_s"].items()]
     rows += [
         ("training", f"{tr['iterations']} iterations at crop {tr.get('crop')}, "
-         f"budget {sched.get('time_budget_s') or 'none'} s, measured "
-         f"{sched.get('steps_per_s') or '-'} it/s"),
+         (f"budget {sched['time_budget_s']:.0f} s, measured {sched.get('steps_per_s')} it/s"
+          if sched.get("time_budget_s") else "no time budget")),
         ("val mIoU (FP32 checkpoint)", f"{miou:.3f}"),
         ("calibrate: FP32 / INT8 mIoU", f"{_f(cal.get('miou_fp32'))} / {_f(cal.get('miou_int8'))}"),
         ("calibrate: INT8 argmax agreement", _f(cal.get("agreement"), 4)),
@@ -102,7 +106,7 @@ def main() -> None:
     print(json.dumps({"cpu": cpu_model(), "flags": cpu_flags(), "stages_s": rec["stages_s"],
                       "timings_s": s["timings_s"], "train": tr, "eval": s["eval"],
                       "calibrate": cal, "load_before": load0, "load_after": load1}, default=str))
-    if not args.no_write:
+    if not (args.no_write or args.quick):
         write_section("demo_time", "\n".join(md))
 
 
