@@ -21,6 +21,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> str:
+    """The SIMD features that decide CPU speed, present and missing (AVX2/FMA/AVX-512/VNNI/bf16)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "flags unknown"
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
+    have = [f for f in wanted if f in flags]
+    missing = [f for f in wanted if f not in flags]
+    return " + ".join(have) + (f", no {', '.join(missing)}" if missing else "")
+
+
 def load_average() -> str:
     """1/5/15-minute load averages, e.g. ``0.8/1.2/1.5``: a loaded machine skews timings."""
     try:
@@ -34,7 +47,8 @@ def machine_line() -> str:
     from edgeseg.bench.report import machine, versions
 
     m, v = machine(), versions()
-    return (f"{m['cpu']}, {m.get('usable_cpus', m['logical_cpus'])} cores, no GPU used; "
+    return (f"{m['cpu']} ({cpu_flags()}), {m.get('usable_cpus', m['logical_cpus'])} cores, "
+            "no GPU used; "
             f"{m['system']}; Python {v['python']}, torch {v['torch']}, onnxruntime "
             f"{v['onnxruntime']}; load average {m.get('load_avg_1m', '?')} at start")
 

@@ -201,11 +201,17 @@ def run_targets(hw: tuple[int, int], iters: int, rounds: int) -> list[dict[str, 
                 "fps_onnxruntime": o["fps"],
                 "overhead_pct": max(t["overhead_pct"], o["overhead_pct"]),
                 "threads_used": o["threads"],
+                "reference": o["efficiency_reference"],
             })
     return out
 
 
 # ------------------------------------------------------------------------------------ profile
+
+
+def _verdict(ok: bool, reference: dict[str, Any]) -> str:
+    verdict = "PASS" if ok else "FAIL"
+    return verdict if reference["reliable"] else f"{verdict} (UNRELIABLE)"
 
 
 def run_profile(hw: tuple[int, int], runs: int, workdir: Path) -> list[dict[str, Any]]:
@@ -481,8 +487,9 @@ def render(res: dict[str, Any], hw: tuple[int, int], args: argparse.Namespace) -
         md += ["", ("### Targets (the bench tool: `run_bench(compare=\"torch:fp32,"
                     "onnxruntime:fp32\")`)"), "",
                ("| variant | threads | torch ms | onnxruntime ms | speedup (>= 1.5) | "
-                "efficiency ORT | target | matmul GFLOP/s | overhead |"),
-               "|---|---|---|---|---|---|---|---|---|"]
+                "efficiency ORT | target | reference matmul GFLOP/s per round | load (1 min) "
+                "per round | overhead |"),
+               "|---|---|---|---|---|---|---|---|---|---|"]
         for t in res["targets"]:
             tgt = TARGET_EFFICIENCY[t["variant"]]
             md.append(
@@ -490,8 +497,14 @@ def render(res: dict[str, Any], hw: tuple[int, int], args: argparse.Namespace) -
                 f"{t['onnxruntime_ms']:.0f} | {t['speedup']:.2f} "
                 f"{'PASS' if t['speedup'] >= TARGET_SPEEDUP else 'FAIL'} | "
                 f"{t['efficiency_onnxruntime']:.2f} | >= {tgt} "
-                f"{'PASS' if t['efficiency_onnxruntime'] >= tgt else 'FAIL'} | "
-                f"{t['matmul_gflops']:.1f} | {t['overhead_pct']:.4f}% |")
+                f"{_verdict(t['efficiency_onnxruntime'] >= tgt, t['reference'])} | "
+                + ", ".join(f"{g:.1f}" for g in t["reference"]["matmul_gflops_per_round"])
+                + " | " + ", ".join(f"{x:.1f}" for x in t["reference"]["load_avg_1m_per_round"])
+                + f" | {t['overhead_pct']:.4f}% |")
+        md.append("\nEfficiency: per round, achieved GFLOP/s over an fp32 matmul run in the same "
+                  "process right before that round with the configuration's threads; median of "
+                  "rounds. UNRELIABLE: the 1-minute load average exceeded the core count during "
+                  "the run, so neither the model nor its reference had the cores.")
     if "options" in res:
         md += ["", "### Export and session options", "",
                "| variant | configuration | median ms | vs torch (same threads) | efficiency |",

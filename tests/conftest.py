@@ -16,8 +16,9 @@ from edgeseg.train.config import RECIPES
 
 os.environ.setdefault("CI", "true")  # plain progress lines, no live bars, in test output
 
-# The shared run: DESANet-HN trained with the cpu-quick recipe (AdamW, 128x256, batch 4,
-# RECIPES["cpu-quick"]["iters"] iterations; ~5.5 min on 2 cores) on 160 synthetic scenes.
+# The shared run: DESANet-HN trained with the cpu-quick recipe (AdamW, its crop, batch 4,
+# RECIPES["cpu-quick"]["iters"] iterations, a fixed count so the run is deterministic) on 160
+# synthetic scenes (training time per CPU: docs/benchmarks.md, "Training recipe").
 # It is issue 4's acceptance run (val mIoU >= 0.60, tests/test_train.py) and the trained model
 # that eval, export parity, INT8 agreement and run tests share. EDGESEG_TEST_ITERS shortens it
 # for local iterations; the accuracy bounds then skip.
@@ -58,7 +59,7 @@ def trained_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("run")
     cfg = load_train_config(
         None, recipe="cpu-quick", model="desanet-hn", data=str(synthetic_root), out=str(out),
-        crop=TRAIN_HW, iters=TRAIN_ITERS, seed=0,
+        iters=TRAIN_ITERS, seed=0,  # the recipe's crop: random crops of the TRAIN_HW scenes
     )
     return train(cfg, log=lambda _msg: None), cfg
 

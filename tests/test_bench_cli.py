@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 H, W = 64, 128
@@ -77,8 +78,14 @@ def _check_timed(r: dict[str, Any], backend: str) -> None:
     assert r["memory"]["rss"]["peak_rss_mb"] > 0
     assert r["params"] > 1_000_000 and r["gflops"] > 0 and r["cio_elements"] > 0
     assert r["dram_mb"] > r["cio_elements"] * 4 / 1e6  # activations + weights
-    assert r["efficiency"] == pytest.approx(
-        r["gflops"] / (lat["mean"] / 1000) / r["matmul_gflops"], rel=1e-9)
+    # efficiency: per round, against the matmul measured right before it (same threads)
+    ref = r["efficiency_reference"]
+    rounds = r["timing"]["round_mean_ms"]
+    assert len(ref["matmul_gflops_per_round"]) == len(rounds) == len(ref["load_avg_1m_per_round"])
+    assert r["efficiency"] == pytest.approx(float(np.median(
+        [r["gflops"] / (ms / 1000) / g for ms, g in zip(rounds, ref["matmul_gflops_per_round"])])),
+        rel=1e-9)
+    assert ref["reliable"] == (max(ref["load_avg_1m_per_round"]) <= ref["cores"])
     assert r["roofline"]["latency_floor_ms"] > 0 and r["roofline"]["fps_ceiling"] > 0
     assert 0 <= r["overhead_pct"] < 1.0
     assert r["versions"]["torch"] and r["versions"]["onnxruntime"]
@@ -93,6 +100,7 @@ def test_torch_random_init_report() -> None:
                   reference_s=0.1)
     _check_timed(r, "torch")
     assert r["backend_info"]["backend"] == "torch"
+    assert r["efficiency_reference"]["threads"] == 1  # the reference ran with the model's threads
     assert r["model"]["variant"] == "desanet-rn"
 
 

@@ -38,3 +38,39 @@ def test_quick_demo_leaves_all_outputs(tmp_path: Path) -> None:
     assert frames == summary["run"]["frames"] == 6
     assert set(summary["timings_s"]) == {"synthetic scenes", "train", "eval", "export onnx",
                                          "calibrate int8", "bench fp32 vs int8", "run on video"}
+
+
+def test_demo_trains_on_a_time_budget(tmp_path: Path, monkeypatch) -> None:
+    """The full demo's training stage is budgeted (its schedule fitted to this CPU, at most the
+    recipe's iterations) and trains on the recipe's crop when the scenes hold it."""
+    import dataclasses
+
+    import pytest
+
+    from edgeseg import demo
+    from edgeseg.train import loop
+    from edgeseg.train.config import RECIPES
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append((cfg, kw))
+        raise Stop
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    full = demo.DemoSettings()
+    small = dataclasses.replace(full, train_images=2, val_images=1)
+    with pytest.raises(Stop):
+        demo.run_demo(tmp_path / "out", small, log=lambda m: None)
+    cfg, kw = seen[0]
+    assert full.time_budget_s and cfg.time_budget_s == full.time_budget_s
+    assert cfg.iters == RECIPES["cpu-quick"]["iters"]  # the cap
+    assert tuple(cfg.crop) == tuple(RECIPES["cpu-quick"]["crop"])
+    assert callable(kw["on_schedule"])
+    # scenes smaller than the recipe's crop: train on the whole scene
+    with pytest.raises(Stop):
+        demo.run_demo(tmp_path / "q", demo.DemoSettings.quick(), log=lambda m: None)
+    assert tuple(seen[1][0].crop) == (64, 128) and seen[1][0].time_budget_s == 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.bench.configs import BenchConfig, Step
+from edgeseg.bench.configs import BenchConfig, Step, _device_of
 from edgeseg.bench.cost import (
     _cost_for,
     _measured_for,
@@ -97,6 +98,8 @@ class _Run:
     window_s: float = 0.0
     sampler_cpu_s: list[float] = field(default_factory=list)
     power: list[Any] = field(default_factory=list)  # PowerResult per round
+    reference: list[dict[str, Any]] = field(default_factory=list)  # matmul just before each round
+    load_1m: list[float | None] = field(default_factory=list)  # load average before each round
 
     def warm_e2e(self) -> None:
         x = self.seg.preprocess(self.frame)
@@ -275,6 +278,10 @@ def _measure(
             done += 1
             say(f"timing {run.config.label} (round {r + 1}/{n_rounds})" if n_rounds > 1
                 else f"timing {run.config.label}")
+            # the efficiency's denominator: same process, same threads, right before the run
+            run.load_1m.append(_load_1m())
+            run.reference.append(matmul_gflops(seconds=reference_s, device=_device_of(
+                run.config, cuda), threads=_run_threads(run, threads)))
             run.time_round(
                 first=r == 0, warmup_s=w_s, min_warmup=min_warmup, duration_s=per_round_s,
                 iters=None if iters is None else iters // n_rounds + (r < iters % n_rounds),
@@ -293,6 +300,11 @@ def _measure(
             "cpu": {**best, "runs_gflops": [int8_before["gflops"], after["gflops"]]}}
     overhead = measure_overhead()
     clocks = {"state": clock_state, "reason": clock_reason, "warning": clock_warn}
+    cores = _usable_cpus()
+    loads = [x for run in runs for x in run.load_1m if x is not None]
+    if loads and max(loads) > cores:
+        note(f"load average {max(loads):.1f} exceeded the {cores} cores during the runs: "
+             "timings and efficiency figures are unreliable")
 
     results = []
     for run in runs:
@@ -363,7 +375,8 @@ def _fill_timing(
         matmul_gflops=mm["gflops"],
         matmul={k: mm[k] for k in ("gflops", "runs_gflops", "backend", "device", "dtype", "n",
                                     "threads")},
-        efficiency=achieved / mm["gflops"],
+        efficiency=_efficiency(run, cost["gflops"]),
+        efficiency_reference=_reference_info(run),
         backend_info=run.seg.describe(),
         threads=_threads_info([run], threads),
         overhead_pct=timer_pct + sampler_pct,
@@ -382,6 +395,49 @@ def _fill_timing(
     )
     if samples:
         res["samples_ms"] = {"inference": list(run.infer_ms), **run.stages.samples_ms()}
+
+
+def _efficiency(run: _Run, gflops: float) -> float:
+    """Median over rounds of (work rate in the round / matmul rate measured just before it)."""
+    from edgeseg.bench.roofline import efficiency
+
+    return statistics.median(efficiency(gflops, ms, ref["gflops"])
+                             for ms, ref in zip(run.round_means, run.reference))
+
+
+def _reference_info(run: _Run) -> dict[str, Any]:
+    cores = _usable_cpus()
+    loads = [x for x in run.load_1m if x is not None]
+    return {
+        "matmul_gflops_per_round": [ref["gflops"] for ref in run.reference],
+        "threads": run.reference[0]["threads"] if run.reference else None,
+        "load_avg_1m_per_round": run.load_1m,
+        "cores": cores,
+        # a neighbour's load makes both the model and its reference wait, unevenly
+        "reliable": bool(loads) and max(loads) <= cores,
+    }
+
+
+def _run_threads(run: _Run, requested: int | None) -> int | None:
+    """The intra-op threads the configuration runs with (onnxruntime's session, else torch's)."""
+    opts = getattr(run.seg, "options", None)
+    if isinstance(opts, dict) and opts.get("intra_op_num_threads"):
+        return int(opts["intra_op_num_threads"])
+    return requested
+
+
+def _load_1m() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _na(reason: str | None) -> str:

@@ -28,10 +28,13 @@ are the no-timing parts (``--cost-only``). Conventions:
 * **Roofline**: the profile's dense peak at the precision and its DRAM bandwidth give
   ``latency_floor_ms = max(gflops / peak, dram_mb / bandwidth)``; where the profile leaves a
   figure null (x86-cpu) it is measured here (torch fp32 matmul, large-tensor copy bandwidth).
-* **Efficiency** = achieved GFLOP/s (``gflops`` / mean inference latency) / this machine's fp32
-  matmul GFLOP/s (:func:`~edgeseg.bench.timing.matmul_gflops`, same threads, on the backend's
-  device), measured before and after the timed loops; the higher of the two is used, so
-  noise can only make efficiency look worse.
+* **Efficiency** = per round, achieved GFLOP/s (``gflops`` / the round's mean latency) / an
+  fp32 matmul GFLOP/s (:func:`~edgeseg.bench.timing.matmul_gflops`) measured in this process
+  right before that round, with the configuration's threads, on the backend's device; the
+  median over rounds. ``efficiency_reference`` holds the per-round matmul rates and 1-minute
+  load averages and ``reliable`` (false when the load exceeded the usable cores: then the model
+  and its reference both waited for the cores, unevenly). The roofline keeps the better of the
+  matmul rates measured before and after all loops.
 * **Overhead** of the measurement itself (``overhead_pct``): the timer's cost per sample (an
   empty callable timed through the same loop) relative to the mean latency, plus the CPU time
   the power sampler thread used relative to the window (its share of the machine it competes

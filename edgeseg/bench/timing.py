@@ -355,6 +355,7 @@ def matmul_gflops(
     seconds: float = 1.0,
     backend: str = "auto",
     device: str = "cpu",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """This machine's dense matmul throughput, the denominator of the 'efficiency' figure.
 
@@ -365,6 +366,8 @@ def matmul_gflops(
         backend: ``torch`` (the runtime the model uses), ``numpy`` or ``auto`` (torch when
             importable).
         device: torch device, e.g. ``cuda``; numpy is CPU only.
+        threads: torch intra-op threads for this measurement only (the model run's count);
+            None keeps torch's setting.
 
     Returns:
         ``{"gflops", "backend", "device", "dtype", "n", "threads", "iters", "seconds"}``;
@@ -373,6 +376,7 @@ def matmul_gflops(
     """
     if n < 1 or seconds <= 0:
         raise EdgesegError("matmul_gflops needs n >= 1 and seconds > 0")
+    requested = threads
     if backend == "auto":
         try:
             import torch
@@ -398,6 +402,13 @@ def matmul_gflops(
 
         def fn() -> Any:
             return torch.mm(a, b)
+
+        if requested is not None and a.device.type == "cpu" and requested != threads:
+            torch.set_num_threads(requested)
+            try:
+                return matmul_gflops(n, dtype, seconds, backend, device)
+            finally:
+                torch.set_num_threads(int(threads or 1))
 
     elif backend == "numpy":
         if device != "cpu":

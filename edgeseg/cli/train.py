@@ -22,6 +22,10 @@ def train_cli(
         "or cpu-quick (minutes on a CPU, synthetic scenes at 128x256)."
     ),
     iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Iterations [640000]."),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget", help="Wall time for training, e.g. 5m or 300s: the poly schedule "
+        "is fixed to the iterations that fit, measured over a few steps (at most --iters)."
+    ),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch per process [3]."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Crop HxW or N [1024]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Initial learning rate [0.005]."),
@@ -49,6 +53,7 @@ def train_cli(
     json_: bool = JsonOpt,
 ) -> None:
     from edgeseg.sizes import parse_hw
+    from edgeseg.train.budget import parse_duration
     from edgeseg.train.config import load_train_config
     from edgeseg.train.loop import Dist, train
 
@@ -62,6 +67,7 @@ def train_cli(
         ckpt_every=ckpt_every, eval_every=eval_every, rmi=False if no_rmi else None,
         gridmask=False if no_gridmask else None, sync_bn=sync_bn or None,
         tensorboard=tensorboard or None, device=device, amp=amp,
+        time_budget_s=parse_duration(time_budget) if time_budget is not None else None,
     )
     main = Dist.from_env().main
     start = 0
@@ -75,7 +81,12 @@ def train_cli(
             if main:
                 bar(1, " ".join(f"{k} {v:.3g}" for k, v in info.items() if k != "total"))
 
-        result = train(cfg, resume=resume, on_step=on_step, log=console.print)
+        def on_schedule(total: int) -> None:  # the budget fixed the length: rescale the bar
+            bar.total = total - start
+            bar.bar.update(bar.task, total=bar.total)
+
+        result = train(cfg, resume=resume, on_step=on_step, log=console.print,
+                       on_schedule=on_schedule if main else None)
     if not main:
         return
     report = {
@@ -84,6 +95,7 @@ def train_cli(
         "final_loss": result.losses[-1] if result.losses else None,
         "interrupted": result.interrupted,
         "seconds": round(result.seconds, 1),
+        "schedule": result.schedule,
         "eval": result.eval,
     }
     if json_:

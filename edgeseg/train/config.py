@@ -23,6 +23,7 @@ class TrainConfig:
     split: str = "trainval"  # the paper trains on fine train + val
     val_split: str = "val"
     iters: int = 640_000
+    time_budget_s: float = 0.0  # > 0: iterations that fit this wall time (at most iters)
     batch: int = 3  # per process
     crop: tuple[int, int] = (1024, 1024)
     lr: float = 0.005
@@ -42,7 +43,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate at the end only
     log_every: int = 10
     amp: bool | None = None  # None: on for CUDA (float16); True on CPU: bfloat16 autocast
-    channels_last: bool = True  # oneDNN and cuDNN both run NHWC convs faster (CPU: ~1.2x)
+    channels_last: bool = True  # cuDNN NHWC convs; CPU: same step time (docs/benchmarks.md)
     sync_bn: bool = False
     tensorboard: bool = False
     device: str = "auto"
@@ -55,13 +56,11 @@ class TrainConfig:
 
 
 # Named starting points under the YAML and the flags. "paper" is section 4.1 as written (the
-# TrainConfig defaults). "cpu-quick" is a ~5-minute run on 2 CPU cores on synthetic scenes at
-# 128x256 from random init (val mIoU ~0.6), tuned on this project's 2-core CI machine
-# (docs/benchmarks.md, "Training recipe"): AdamW converged ~2x faster than the paper's SGD,
-# batch 4 beat batch 8 and 2 per second of training, lr 8e-3 beat 4e-3 and 2e-3, scale/colour
-# augmentation slowed a 1000-iteration run (0.545 vs 0.479 val mIoU), 1000 scenes instead of 160
-# did not help at this length (0.572 vs 0.569), and bfloat16 autocast (CPUs with native bf16
-# only; float32 elsewhere) bought the last ~10% of iterations.
+# TrainConfig defaults). "cpu-quick" trains on 2 CPU cores on synthetic scenes from random init.
+# Recorded in docs/benchmarks.md ("Training recipe", benchmarks/train_recipe.py): AdamW at
+# lr 8e-3 reached val mIoU 0.615 after 1300 iterations at 128x256 where SGD (lr 0.05) reached
+# 0.457. Earlier sweeps of batch size, lr, augmentation and dataset size were not recorded.
+# bfloat16 autocast applies only on CPUs with native bf16 (float32 elsewhere).
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu-quick": dict(
@@ -117,6 +116,7 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "crop": (lambda v: min(v) >= 1, "two sizes >= 1 (HxW)"),
     "lr": (lambda v: 0 < v < float("inf"), "> 0"),
     "warmup_iters": (lambda v: v >= 0, ">= 0"),
+    "time_budget_s": (lambda v: v >= 0, ">= 0 (0: no budget)"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "weight_decay": (lambda v: v >= 0, ">= 0"),
     "poly_power": (lambda v: v > 0, "> 0"),

@@ -8,6 +8,7 @@ sampler and every sample's augmentation are functions of (seed, global position)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeseg.errors import EdgesegError
+from edgeseg.train.budget import PROBE_SKIP, PROBE_STEPS, plan_iterations
 from edgeseg.train.checkpoint import (
     check_variant,
     default_meta,
@@ -74,6 +76,7 @@ class TrainResult:
     eval: dict[str, Any] | None
     interrupted: bool = False
     seconds: float = 0.0
+    schedule: dict[str, Any] = field(default_factory=dict)  # iters, time_budget_s, steps_per_s
 
 
 class _KeyedDataset(Dataset):
@@ -191,10 +194,19 @@ def train(
     resume: str | Path | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[str], None] = print,
+    on_schedule: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train DESANet per ``cfg``; returns the final checkpoint path, losses and eval metrics."""
+    """Train DESANet per ``cfg``; returns the final checkpoint path, losses and eval metrics.
+
+    With ``cfg.time_budget_s`` the total iterations are fixed after a few timed probe steps
+    (at most ``cfg.iters``; ``on_schedule(total)`` then reports them) and stored in the
+    checkpoint, so ``resume`` continues that schedule. The budget counts wall time from this
+    call to the last iteration; the final evaluation comes after it.
+    """
     from edgeseg.models.desanet import build_model
 
+    t_call = time.perf_counter()
+    cfg = dataclasses.replace(cfg)  # a budget sets cfg.iters: leave the caller's config alone
     dist = Dist.from_env()
     device = _device(cfg, dist)
     if dist.world_size > 1 and not torch.distributed.is_initialized():
@@ -206,6 +218,8 @@ def train(
     # CUDA: float16 with loss scaling; CPU: bfloat16 (float32's exponent range: no scaler),
     # faster only where oneDNN has native bf16 kernels (AVX512-BF16 / AMX), emulated elsewhere
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if device.type == "cpu" and (note := _loaded_cpu_note()):
+        log(note)
     if amp and device.type == "cpu" and not cpu_has_bf16():
         log("--amp: this CPU has no bfloat16 instructions; training in float32")
         amp = False
@@ -220,6 +234,13 @@ def train(
             raise EdgesegError(f"{resume}: weights-only checkpoint, cannot resume training")
         check_variant(ckpt, cfg.model, resume)
         start_iter = int(ckpt["iteration"])
+    schedule: dict[str, Any] = {"iters": None if cfg.time_budget_s else cfg.iters,
+                                "time_budget_s": cfg.time_budget_s, "steps_per_s": None}
+    if ckpt is not None and (ckpt.get("schedule") or {}).get("iters") is not None \
+            and ckpt["schedule"].get("time_budget_s"):
+        schedule = dict(ckpt["schedule"])  # a budgeted run resumes on its own schedule
+        cfg.iters, cfg.time_budget_s = int(schedule["iters"]), float(schedule["time_budget_s"])
+        log(f"resuming the time-budgeted schedule: {cfg.iters} iterations")
     torch.manual_seed(cfg.seed)
     model: nn.Module = build_model(cfg.model, backbone_weights=cfg.backbone_weights)
     from edgeseg.data.cityscapes import NUM_CLASSES
@@ -261,6 +282,7 @@ def train(
                 "scaler": scaler.state_dict(),
                 "rng": rng_state(),
                 "iteration": iteration,
+                "schedule": schedule,
                 "config": cfg.to_dict(),
                 "meta": meta.to_dict(),
             })
@@ -271,6 +293,7 @@ def train(
     with _StopFlag() as stop:
         batches = iter(loader)
         t_last = time.perf_counter()
+        probe_from, t_probe = start_iter + PROBE_SKIP, t_last
         while it < cfg.iters:
             try:
                 images, labels = next(batches)
@@ -301,6 +324,17 @@ def train(
             info = {**terms, "total": losses[-1], "lr": opt.param_groups[0]["lr"]}
             info["it_s"] = 1.0 / max(now - t_last, 1e-9)
             t_last = now
+            if schedule["iters"] is None:
+                if it == probe_from:
+                    t_probe = now
+                elif it == probe_from + PROBE_STEPS:
+                    plan = _plan(cfg, dist, it, (it - probe_from) / (now - t_probe), now - t_call)
+                    schedule.update(plan)
+                    cfg.iters = plan["iters"]
+                    log(f"time budget {cfg.time_budget_s:.0f} s: {schedule['steps_per_s']:.2f} "
+                        f"it/s over {PROBE_STEPS} steps -> {cfg.iters} iterations")
+                    if on_schedule:
+                        on_schedule(cfg.iters)
             if metrics and (it % cfg.log_every == 0 or it == cfg.iters):
                 metrics.write(json.dumps({"iter": it, **info}) + "\n")
                 metrics.flush()
@@ -316,6 +350,8 @@ def train(
                 save(it)
             if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and dist.main:
                 log(f"iteration {it}: val mIoU {_evaluate(cfg, raw_model, device)['miou']:.3f}")
+        if schedule["iters"] is None and not interrupted:  # ended (at iters) before the probe did
+            schedule["iters"] = cfg.iters = it
         save(it)
     if metrics:
         metrics.close()
@@ -329,7 +365,37 @@ def train(
         writer.close()
     if dist.world_size > 1:
         torch.distributed.barrier()
-    return TrainResult(ckpt_path, it, losses, result, interrupted, time.perf_counter() - t0)
+    return TrainResult(ckpt_path, it, losses, result, interrupted, time.perf_counter() - t0,
+                       dict(schedule))
+
+
+def _plan(cfg: TrainConfig, dist: Dist, done: int, steps_per_s: float,
+          elapsed_s: float) -> dict[str, Any]:
+    """Fix the budgeted run's length; every rank takes the smallest plan (they must agree)."""
+    total = plan_iterations(cfg.time_budget_s, elapsed_s, done, steps_per_s, cfg.iters)
+    if dist.world_size > 1:
+        t = torch.tensor([total], dtype=torch.int64)
+        if torch.distributed.get_backend() == "nccl":
+            t = t.cuda()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        total = int(t.item())
+    return {"iters": total, "steps_per_s": round(steps_per_s, 4),
+            "time_budget_s": cfg.time_budget_s}
+
+
+def _loaded_cpu_note() -> str | None:
+    """A hint when other processes hold the cores: torch's OpenMP threads then wait for each
+    other at every op, and a step can take many times longer than with one thread."""
+    threads = torch.get_num_threads()
+    try:
+        load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (OSError, AttributeError):
+        return None
+    if threads > 1 and load > cores:
+        return (f"the CPU is busy (load average {load:.1f} on {cores} cores): with {threads} "
+                "torch threads every op waits for preempted threads; OMP_NUM_THREADS=1 may "
+                "train faster")
+    return None
 
 
 def _evaluate(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict[str, Any]:

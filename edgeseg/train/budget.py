@@ -1,0 +1,47 @@
+"""Wall-clock training budgets (`edgeseg train --time-budget 5m`).
+
+The poly schedule needs its length up front, so a budgeted run times a few probe steps, then
+fixes the total number of iterations once (``plan_iterations``) and keeps it: the checkpoint
+stores it and a resumed run continues the same schedule instead of measuring again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from edgeseg.errors import EdgesegError
+
+__all__ = ["PROBE_SKIP", "PROBE_STEPS", "parse_duration", "plan_iterations"]
+
+PROBE_SKIP = 1  # the first step builds oneDNN primitives and starts the loader workers
+PROBE_STEPS = 5  # timed steps after it: enough for a stable rate, a few seconds on a CPU
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int, what: str = "--time-budget") -> float:
+    """``"5m"`` -> 300.0; also ``"90s"``, ``"1.5h"``, ``"1m30s"`` and plain seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower()
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*(min|h|m|s|)", s)
+        if not s or not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(min|h|m|s|)", "", s).strip():
+            raise EdgesegError(f"{what}: expected a duration such as 5m, 90s or 300, got '{text}'")
+        seconds = sum(float(v) * _UNITS[u] for v, u in parts)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise EdgesegError(f"{what}: expected a positive duration, got '{text}'")
+    return seconds
+
+
+def plan_iterations(budget_s: float, elapsed_s: float, done: int, steps_per_s: float,
+                    cap: int) -> int:
+    """Total iterations for a run that has spent ``elapsed_s`` of ``budget_s`` on ``done``
+    iterations and now steps at ``steps_per_s``: what fits in the rest, never more than ``cap``
+    (the configured ``iters``: a fast machine stops there, as without a budget) and never fewer
+    than ``done``."""
+    if not steps_per_s > 0:
+        raise EdgesegError(f"time budget: step rate must be > 0, got {steps_per_s}")
+    fit = done + int(max(0.0, budget_s - elapsed_s) * steps_per_s)
+    return max(done, min(cap, fit))
