@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -25,6 +25,9 @@ import pytest
 from edgeseg.errors import EdgesegError
 from edgeseg.web.stats import LiveStats, class_shares
 from edgeseg.web.uri import parse_web_uri
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 pytest.importorskip("aiohttp", reason="the web extra is not installed: pip install 'edgeseg[web]'")
 
@@ -143,7 +146,7 @@ class Feeder:
                 self.sink.on_stats({"dropped": 0, "skipped": 0,
                                     "latency_ms": {"p50": 10.0 + i % 3, "p99": 20.0}})
 
-    def __enter__(self) -> Feeder:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
