@@ -348,8 +348,11 @@ class WebServer:
                 data, version = await self.hub.next_jpeg(version, timeout=5.0)
                 if data is None:
                     continue
+                # X-Frame-Stamp: time.monotonic() when the frame reached the sink, so a viewer
+                # on this machine can measure sink-to-decoded latency (benchmarks/web_sink.py)
                 head = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                        + str(len(data)).encode() + b"\r\n\r\n")
+                        + str(len(data)).encode() + b"\r\nX-Frame-Stamp: "
+                        + f"{self.hub.jpeg_stamp:.6f}".encode() + b"\r\n\r\n")
                 try:
                     await asyncio.wait_for(resp.write(head + data + b"\r\n"), WRITE_TIMEOUT_S)
                 except (asyncio.TimeoutError, ConnectionError):

@@ -22,6 +22,7 @@ __all__ = ["CLOCK_RATE", "answer_offer", "even_crop", "make_track"]
 
 CLOCK_RATE = 90_000  # RTP video clock
 OFFER_TIMEOUT_S = 10.0
+REPEAT_S = 1.0
 
 
 def even_crop(img: np.ndarray) -> np.ndarray:
@@ -45,6 +46,7 @@ def make_track(server: WebServer) -> Any:
             super().__init__()
             self._t0: float | None = None
             self._next = 0.0
+            self._sent = -1
 
         async def recv(self) -> Any:
             period = 1.0 / hub.stream_fps
@@ -52,10 +54,14 @@ def make_track(server: WebServer) -> Any:
             if self._next > now:
                 await asyncio.sleep(self._next - now)
             self._next = max(now, self._next) + period
-            vis = hub.latest()[0]
-            while vis is None and not hub.closed:  # nothing inferred yet
-                await asyncio.sleep(period)
-                vis = hub.latest()[0]
+            # a new frame, or the same one again after REPEAT_S so the decoder stays alive
+            until = time.monotonic() + REPEAT_S
+            vis, _, version, _ = hub.latest()
+            while ((vis is None or version == self._sent) and not hub.closed
+                   and (vis is None or time.monotonic() < until)):
+                await asyncio.sleep(min(period, 0.02))
+                vis, _, version, _ = hub.latest()
+            self._sent = version
             if hub.closed or vis is None:
                 self.stop()
                 raise MediaStreamError
