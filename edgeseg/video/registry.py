@@ -107,3 +107,13 @@ def match_source(uri: str) -> IOKind | None:
 def match_sink(uri: str) -> IOKind | None:
     """The registered (non built-in) sink kind of a ``--sink``, or None."""
     return _match(SINKS, uri)
+
+
+# -- registered kinds (openers named as strings: nothing here imports them) ---------------------
+register_sink(IOKind(
+    "web", "edgeseg.web.sink:open_registered", schemes=("http", "https"), live=True,
+    help="http://HOST:PORT[/path]: live page (MJPEG + stats); @ = all interfaces, no host = "
+         "127.0.0.1"))
+register_sink(IOKind(
+    "webrtc", "edgeseg.web.sink:open_registered", schemes=("webrtc",), live=True,
+    help="webrtc://HOST:PORT/name: the live page with a WebRTC (VP8) video"))

@@ -136,3 +136,10 @@ def open_web_sink(spec: str, **kw: Any) -> WebSink:
     keys = ("classes", "palette", "token", "ssl_cert", "ssl_key", "max_clients", "jpeg_quality",
             "stream_fps", "model", "power", "linger_s", "title")
     return WebSink(spec, **{k: v for k, v in kw.items() if k in keys and v is not None})
+
+
+def open_registered(spec: Any, *, classes: Sequence[str], palette: Sequence[Sequence[int]],
+                    **options: Any) -> WebSink:
+    """Opener of the ``web`` / ``webrtc`` entries in :mod:`edgeseg.video.registry`: ``spec``
+    is the :class:`~edgeseg.video.sinks.SinkSpec`; ``options`` the CLI's web options."""
+    return open_web_sink(spec.target, classes=classes, palette=palette, **options)
