@@ -464,3 +464,120 @@ def test_webrtc_video_plays(segmenter: Any, browser: Any) -> None:
             browser.get("about:blank")
     finally:
         sink.close()
+
+
+# -- the CLI: repeatable --sink / --source, web options, SIGTERM ---------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, segmenter: Any) -> Path:
+    from edgeseg.train.checkpoint import save_model_only
+
+    return save_model_only(tmp_path_factory.mktemp("ckpt") / "rn.pt", segmenter.model,
+                           segmenter.meta)
+
+
+def clip(path: Path, n: int, offset: int = 0) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (W, H))
+    for i in range(n):
+        vw.write(moving_frame(i + offset))
+    vw.release()
+    return path
+
+
+def cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    return CliRunner().invoke(app, ["run", *args])
+
+
+def test_cli_video_file_plus_http_sink(checkpoint: Path, tmp_path: Path) -> None:
+    video = clip(tmp_path / "in.avi", 6)
+    out = tmp_path / "out.avi"
+    r = cli("--weights", str(checkpoint), "--source", str(video), "--sink", str(out),
+            "--sink", "http://127.0.0.1:0/live", "--token", TOKEN, "--max-clients", "2",
+            "--jpeg-quality", "60", "--stream-fps", "5", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["frames"] == 6 and s["stop_reason"] == "end"
+    assert s["sink"].startswith(f"{out} + http://127.0.0.1:") and s["sink"].endswith("/live")
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["--sink", "http://127.0.0.1:80/stats"], "own routes"),
+    (["--sink", "http://127.0.0.1:0", "--ssl-cert", "c.pem"], "go together"),
+    (["--sink", "https://127.0.0.1:0"], "HTTPS needs"),
+    (["--sink", "webrtc://@h:1/x"], "either @"),
+])
+def test_cli_web_errors_are_one_line(checkpoint: Path, tmp_path: Path, args: list[str],
+                                     msg: str) -> None:
+    video = clip(tmp_path / "in.avi", 2)
+    r = cli("--weights", str(checkpoint), "--source", str(video), *args)
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def test_cli_several_sources_batched(checkpoint: Path, tmp_path: Path) -> None:
+    a, b = clip(tmp_path / "a.avi", 5), clip(tmp_path / "b.avi", 4, offset=3)
+    streams = tmp_path / "cams.streams"
+    streams.write_text(f"# two cameras\n{b}\n")
+    r = cli("--weights", str(checkpoint), "--source", str(a), "--source", str(streams),
+            "--sink", str(tmp_path / "{name}_out.avi"), "--sink", str(tmp_path / "mosaic.avi"),
+            "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert [x["frames"] for x in s["sources"]] == [5, 4] and s["frames"] == 9
+    assert s["batched"] and s["ticks"] < 9  # frames of both sources shared calls
+    for name, n, size in (("a_out", 5, (W, H)), ("b_out", 4, (W, H)), ("mosaic", None, (2 * W, H))):
+        cap = cv2.VideoCapture(str(tmp_path / f"{name}.avi"))
+        got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == size
+        assert got == (n if n is not None else s["ticks"])
+        cap.release()
+
+
+def test_sigterm_shuts_down_cleanly(checkpoint: Path, tmp_path: Path) -> None:
+    """SIGTERM while serving: the run stops like Ctrl-C, the video is finalised, the page's
+    server goes away, the summary is printed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    video = clip(tmp_path / "long.avi", 400)
+    out = tmp_path / "out.avi"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "run", "--weights", str(checkpoint), "--source",
+         str(video), "--sink", str(out), "--sink", f"http://127.0.0.1:{port}", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"edgeseg run ended early: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                status, body, _ = get(f"http://127.0.0.1:{port}/healthz")
+            except OSError:
+                return False
+            return status == 200 and json.loads(body)["frames"] >= 3
+
+        wait_until(healthy, timeout=240, step=0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    summary = json.loads(stdout)
+    assert summary["stop_reason"] == "interrupted" and 3 <= summary["frames"] < 400
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
+    cap.release()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
