@@ -31,7 +31,7 @@ STREAMS = (1, 2, 4)
 
 def throughput(seg: Any, videos: list[Path], batched: bool) -> tuple[float, float]:
     from edgeseg.video.multi import run_multi
-    from edgeseg.video.sources import FrameSource
+    from edgeseg.video.reader import FrameSource
 
     s = run_multi(seg, [FrameSource(str(v)) for v in videos], batched=batched)
     return s.fps, s.batch_mean

@@ -15,7 +15,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime.base import ModelMeta, Segmenter
 from edgeseg.video.multi import expand_sources, mosaic, read_streams_file, run_multi
 from edgeseg.video.sinks import Sink
-from edgeseg.video.sources import FrameSource, Reconnect
+from edgeseg.video.reader import FrameSource, Reconnect
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
