@@ -14,8 +14,8 @@ from edgeseg.data.cityscapes import CLASSES, PALETTE
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.base import ModelMeta, Segmenter
 from edgeseg.video.multi import expand_sources, mosaic, read_streams_file, run_multi
-from edgeseg.video.sinks import Sink
 from edgeseg.video.reader import FrameSource, Reconnect
+from edgeseg.video.sinks import Sink
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -407,6 +407,8 @@ def _screenshot_target() -> Path | None:
 
 def test_max_clients_refuses_a_second_viewer(live: tuple[Any, Feeder], browser: Any) -> None:
     sink, _ = live
+    browser.get("about:blank")  # the previous test's page lets its slot go first
+    wait_until(lambda: sink.server.viewers == 0)
     browser.get(f"{base(sink)}/cam?token={TOKEN}")
     wait_until(lambda: sink.server.viewers == 1)  # the browser's MJPEG stream holds the slot
     for route in ("/stream.mjpg", "/cam", "/"):

@@ -103,7 +103,11 @@ async function webrtc() {
 // the video starts after "load": an endless MJPEG response must not hold the page's load event
 window.addEventListener('load', () => {
   if (VIDEO === 'webrtc') webrtc().catch((e) => { $('msg').textContent = 'WebRTC: ' + e; });
-  else { const img = $('video'); img.onerror = () => { if (!ended) $('msg').textContent = 'video stream unavailable'; };
+  else { const img = $('video'); let tries = 0;
+    // refused (viewer limit, e.g. while a reloaded page's old stream closes) or cut: retry
+    img.onerror = () => { if (ended) return; $('msg').textContent = 'video stream unavailable, retrying';
+      setTimeout(() => { img.src = u('/stream.mjpg?try=' + (++tries)); }, 2000); };
+    img.onload = () => { $('msg').textContent = ''; };
     img.src = u('/stream.mjpg'); }
 });
 """
