@@ -15,6 +15,9 @@ $(BIN)/edgeseg: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,nvml,web]'
 	# tensorrt-stubs depends on the tensorrt wheel (NVIDIA's index, unreachable here): stubs only.
 	$(BIN)/pip install -q --no-deps tensorrt-stubs
+	# A real tritonserver (Python backend) for tests/test_triton.py: the binary inside the
+	# nvidia-pytriton wheel; --no-deps because its package pins numpy < 2 (never imported).
+	$(BIN)/pip install -q --no-deps 'nvidia-pytriton>=0.5'
 	touch $(BIN)/edgeseg
 
 setup: $(BIN)/edgeseg

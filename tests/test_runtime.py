@@ -37,9 +37,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_registry_maps_every_artifact_kind() -> None:
-    assert {b.artifact for b in BACKENDS.values()} == {"checkpoint", "onnx", "engine"}
+    assert {b.artifact for b in BACKENDS.values()} == {"checkpoint", "onnx", "engine", "server"}
     assert {n: b.artifact for n, b in BACKENDS.items()} == {
-        "torch": "checkpoint", "onnxruntime": "onnx", "tensorrt": "engine"}
+        "torch": "checkpoint", "onnxruntime": "onnx", "tensorrt": "engine", "triton": "server"}
 
 
 @pytest.mark.slow

@@ -498,7 +498,7 @@ def test_cli_video_file_plus_http_sink(checkpoint: Path, tmp_path: Path) -> None
     video = clip(tmp_path / "in.avi", 6)
     out = tmp_path / "out.avi"
     r = cli("--weights", str(checkpoint), "--source", str(video), "--sink", str(out),
-            "--sink", "http://127.0.0.1:0/live", "--token", TOKEN, "--max-clients", "2",
+            "--sink", "http://127.0.0.1:0/live", "--web-token", TOKEN, "--max-clients", "2",
             "--jpeg-quality", "60", "--stream-fps", "5", "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)

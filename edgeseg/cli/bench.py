@@ -41,7 +41,23 @@ def bench_cli(
     ),
     backend: str | None = typer.Option(
         None, "--backend", "-b",
-        help="torch, onnxruntime or tensorrt. Default: the artifact's own (checkpoint: torch).",
+        help="torch, onnxruntime, tensorrt or triton (a server: --url). Default: the "
+        "artifact's own (checkpoint: torch).",
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Triton server for --backend triton: grpc://HOST:PORT, "
+        "http://HOST:PORT or HOST:PORT (8000 HTTP, else gRPC) [localhost:8001].",
+    ),
+    triton_model: str | None = typer.Option(
+        None, "--triton-model", help="Model on the Triton server (default: its one edgeseg model).",
+    ),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency",
+        help="With --backend triton: request concurrencies, e.g. 1,2,4,8 (perf_analyzer style).",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="EDGESEG_TRITON_TOKEN",
+        help="Bearer token for a gateway in front of Triton.",
     ),
     profile: str | None = typer.Option(
         None, "--profile", "-p",
@@ -71,6 +87,9 @@ def bench_cli(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads: torch intra-op and onnxruntime intra-op."
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="Torch/TensorRT device: cpu, cuda (current), cuda:N or auto."
+    ),
     compare: str | None = typer.Option(None, "--compare", help=COMPARE_HELP),
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Interleaving rounds with --compare (default 3)."
@@ -89,6 +108,11 @@ def bench_cli(
 ) -> None:
     from edgeseg.bench.report import run_bench, strip_samples
 
+    if backend == "triton" or concurrency is not None or url is not None:
+        _bench_triton(url=url, backend=backend, model=triton_model, concurrency=concurrency,
+                      token=token, frame_size=frame_size, duration_s=duration_s,
+                      warmup_s=warmup_s, iters=iters, out=out, json_=json_)
+        return
     if out is not None and out.is_dir():
         raise EdgesegError(f"--out is a directory: {out} (give a file name)")
     if plot is not None and plot.exists() and not plot.is_dir():
@@ -99,7 +123,7 @@ def bench_cli(
             weights=weights, onnx=onnx, engine=engine, random_init=random_init, model=model,
             backend=backend, profile=profile, precision=precision, height=height, width=width,
             warmup_s=warmup_s, min_warmup=warmup_iters, duration_s=duration_s, iters=iters,
-            threads=threads, compare=compare, rounds=rounds, cost_only=cost_only,
+            threads=threads, device=device, compare=compare, rounds=rounds, cost_only=cost_only,
             onnx_int8=onnx_int8, frame_hw=parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None,
             samples=plot is not None, step=lambda msg: bar(1, msg),
         )
@@ -112,10 +136,10 @@ def bench_cli(
     if plot is not None:
         report["plots"] = [str(p) for p in written]
     if out is not None:
+        from edgeseg.atomic import atomic_write_text
         from edgeseg.cli._util import _json_default
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        atomic_write_text(out, json.dumps(report, indent=2, default=_json_default) + "\n")
     if json_:
         emit_json(report)
         for w in report.get("warnings", []):
@@ -124,6 +148,50 @@ def bench_cli(
     print_report(report)
     for p in written:
         console.print(f"wrote {p}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _bench_triton(
+    *, url: str | None, backend: str | None, model: str | None, concurrency: str | None,
+    token: str | None, frame_size: str | None, duration_s: float | None,
+    warmup_s: float | None, iters: int | None, out: Path | None, json_: bool,
+) -> None:
+    """Thin CLI over :func:`edgeseg.bench.concurrency.bench_triton`."""
+    from edgeseg.bench.concurrency import bench_triton, parse_levels
+    from edgeseg.runtime.triton_backend import DEFAULT_URL
+
+    if backend not in (None, "triton"):
+        raise EdgesegError(f"--url and --concurrency go with --backend triton, not {backend}")
+    if out is not None and out.is_dir():
+        raise EdgesegError(f"--out is a directory: {out} (give a file name)")
+    levels = parse_levels(concurrency or "1")
+    frame_hw = parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None
+    with progress("bench triton", len(levels), transient=True) as bar:
+        report = bench_triton(
+            url or DEFAULT_URL, model=model, levels=levels, frame_hw=frame_hw,
+            duration_s=duration_s or 5.0, warmup_s=1.0 if warmup_s is None else warmup_s,
+            max_requests=iters or 100_000, token=token, step=lambda msg: bar(1, msg),
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(out)
+    if json_:
+        emit_json(report)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"edgeseg bench: Triton {report['model']} at {report['url']} "
+                  f"({report['protocol']}), frames {report['frame_hw'][0]}x{report['frame_hw'][1]}")
+    for col in ("concurrency", "requests", "frames/s", "mean ms", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for r in report["concurrency"]:
+        lat = r["latency_ms"]
+        table.add_row(str(r["concurrency"]), str(r["requests"]), f"{r['throughput_fps']:.1f}",
+                      *(f"{lat[k]:.1f}" for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
     if out is not None:
         console.print(f"wrote {out}")
 
@@ -170,9 +238,11 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("CIO", f"{r['cio_elements'] / 1e6:.1f} M elements"),
         ("DRAM estimate", f"{r['dram_mb']:.1f} MB/frame ({r['precision']})"),
         ("roofline", (f"floor {roof['latency_floor_ms']:.3f} ms, ceiling "
-                      f"{roof['fps_ceiling']:.1f} FPS ({roof['bound']}-bound) on {roof['device']}")),
-        ("  peaks", (f"{roof['peak_tflops'] * 1000:.0f} GFLOP/s ({roof['peak_source']}); "
-                     f"{roof['dram_gbs']:.1f} GB/s ({roof['bw_source']})")),
+                      f"{roof['fps_ceiling']:.1f} FPS ({roof['bound']}-bound) on {roof['device']}")
+         if roof["fps_ceiling"] else f"no ceiling on {roof['device']}"
+         + (f" ({roof['note']})" if roof.get("note") else "")),
+        ("  peaks", (f"{_f(roof['peak_tflops'] and roof['peak_tflops'] * 1000, '.0f')} GFLOP/s "
+                     f"({roof['peak_source']}); {roof['dram_gbs']:.1f} GB/s ({roof['bw_source']})")),
     ]
     comps = r.get("cio_by_component") or {}
     total = r["cio_elements"] or 1
@@ -207,8 +277,9 @@ def _print_single(r: dict[str, Any]) -> None:
         rows.append(("efficiency",
                      (f"{r['efficiency']:.2f} ({r['achieved_gflops_per_s']:.1f} GFLOP/s of "
                       f"{r['matmul_gflops']:.1f} fp32 matmul)")))
+        frac = r["roofline"]["fraction_of_ceiling"]
         rows.append(("roofline fraction",
-                     f"{100 * r['roofline']['fraction_of_ceiling']:.1f}% of the FPS ceiling"))
+                     f"{100 * frac:.1f}% of the FPS ceiling" if frac is not None else "-"))
         mem = r["memory"]
         rss = mem["rss"]
         mtext = f"peak RSS {rss['peak_rss_mb']:.0f} MB" if rss.get("available") else "RSS n/a"
@@ -270,11 +341,11 @@ def _print_compare(report: dict[str, Any]) -> None:
             cells += [
                 f"{lat['mean']:.2f} ±{half:.2f}", f"{lat['p99']:.2f}", f"{r['fps']:.2f}",
                 f"{r['e2e_fps']:.2f}", f"{speedup.get(r['config'], 1.0):.2f}x",
-                f"{r['efficiency']:.2f}", f"{roof['fps_ceiling']:.1f}",
+                f"{r['efficiency']:.2f}", _f(roof["fps_ceiling"], ".1f"),
             ]
         else:
             cells += [f"{r['gflops']:.2f}", f"{r['dram_mb']:.1f}",
-                      f"{roof['latency_floor_ms']:.3f}", f"{roof['fps_ceiling']:.1f}"]
+                      _f(roof["latency_floor_ms"], ".3f"), _f(roof["fps_ceiling"], ".1f")]
         table.add_row(*cells)
     console.print(table)
     gflops = {tuple(r["input_hw"]): r["gflops"] for r in results}

@@ -17,8 +17,8 @@ from edgeseg.errors import EdgesegError
 __all__ = ["export_cli"]
 
 
-@command("export", help="Export a checkpoint to ONNX, a TensorRT engine or a torch2trt engine, "
-         "checked against PyTorch.")
+@command("export", help="Export a checkpoint to ONNX, a TensorRT engine, a torch2trt engine, a "
+         "Triton model repository or a DeepStream nvinfer config, checked against PyTorch.")
 def export_cli(
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pt)."),
     profile: str | None = typer.Option(
@@ -27,8 +27,8 @@ def export_cli(
     ),
     fmt: str | None = typer.Option(
         None, "--format", "-f",
-        help="onnx, engine (TensorRT via the ONNX parser) or torch2trt. Default: the profile's "
-        "backend, else onnx.",
+        help="onnx, engine (TensorRT via the ONNX parser), torch2trt, triton (model repository "
+        "folder) or deepstream (folder). Default: the profile's backend, else onnx.",
     ),
     precision: str | None = typer.Option(
         None, "--precision", help="fp32, fp16 or int8. ONNX: fp32 unless given; engines: profile."
@@ -45,7 +45,37 @@ def export_cli(
         False, "--argmax", help="Output uint8 'labels' (argmax in the graph) instead of logits."
     ),
     opset: int = typer.Option(19, "--opset", min=19, help="ONNX opset (19+)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (.onnx / .engine)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output file (.onnx / .engine), or folder (triton, deepstream)."
+    ),
+    normalize_in_graph: bool = typer.Option(
+        False, "--normalize-in-graph",
+        help="onnx: input 0..255 RGB, /255 and mean/std in the graph, softmax output (for "
+        "nvinfer's scalar scale; --format deepstream always does this).",
+    ),
+    triton_pipeline: bool = typer.Option(
+        False, "--triton-pipeline",
+        help="triton: add Python pre/post-processing and an ensemble taking uint8 RGB of any size.",
+    ),
+    triton_form: str | None = typer.Option(
+        None, "--triton-form",
+        help="triton: onnx (onnxruntime backend) or python (Python backend running edgeseg).",
+    ),
+    triton_name: str = typer.Option("desanet", "--triton-name", help="triton: model name."),
+    max_batch_size: int | None = typer.Option(
+        None, "--max-batch-size", min=0,
+        help="triton: max_batch_size (default: the profile's serving section, else 8).",
+    ),
+    source: list[str] = typer.Option(
+        [], "--source", help="deepstream: deepstream-app source (URI, file, /dev/videoN); repeat."
+    ),
+    plugin_lib: str | None = typer.Option(
+        None, "--plugin-lib", help="deepstream: TensorRT plugin library (custom-lib-path)."
+    ),
+    segmentation_threshold: float = typer.Option(
+        0.0, "--segmentation-threshold", min=0.0, max=1.0,
+        help="deepstream: minimum class score for a pixel's class.",
+    ),
     random_init: bool = typer.Option(
         False, "--random-init", help="Export an untrained network (with --model), no --weights."
     ),
@@ -64,11 +94,26 @@ def export_cli(
         return
     if out is None:
         raise EdgesegError("--out is required: the file to write (.onnx or .engine)")
+    options: dict[str, Any] = {}
+    if normalize_in_graph:
+        options["normalize_in_graph"] = True
+    if fmt == "triton":
+        options.update(triton_pipeline=triton_pipeline, triton_form=triton_form,
+                       triton_name=triton_name, max_batch_size=max_batch_size)
+    elif triton_pipeline or triton_form or max_batch_size is not None:
+        raise EdgesegError("--triton-pipeline, --triton-form and --max-batch-size go with "
+                           "--format triton")
+    if fmt == "deepstream":
+        options.update(sources=list(source), plugin_lib=plugin_lib,
+                       segmentation_threshold=segmentation_threshold)
+    elif source or plugin_lib:
+        raise EdgesegError("--source and --plugin-lib go with --format deepstream")
     with progress("export", export_steps(fmt or "onnx", argmax), transient=True) as bar:
         report = export(
             out, weights=weights, fmt=fmt, profile=profile, precision=precision,
             height=height, width=width, dcn=dcn, dynamic=dynamic, argmax=argmax, opset=opset,
-            random_init=random_init, model=model, step=lambda msg: bar(1, msg),
+            random_init=random_init, model=model, options=options,
+            step=lambda msg: bar(1, msg),
         )
     if json_:
         emit_json(report)
@@ -107,7 +152,7 @@ def _print_report(r: dict[str, Any]) -> None:
     parity = r.get("parity")
     rows = [
         ("file", r["path"]),
-        ("size", f"{r['bytes'] / 2**20:.1f} MiB"),
+        ("size", f"{r['bytes'] / 2**20:.1f} MiB" if "bytes" in r else "-"),
         ("source", r.get("source", "")),
         ("precision", r.get("precision", "")),
         ("opset", str(r.get("opset", "-"))),
@@ -115,9 +160,15 @@ def _print_report(r: dict[str, Any]) -> None:
         ("DCN op", f"{r.get('dcn_op', '-')} ({r.get('dcn', '-')})"),
         ("input", " x ".join(map(str, r.get("input", {}).get("shape", r["meta"]["input_hw"])))),
         ("outputs", ", ".join(r.get("outputs", {})) or "-"),
-        ("parity", f"agreement {parity['agreement']:.4%}, max |diff| {parity['max_abs_diff']:.2e}"
+        ("parity", f"agreement {parity['agreement']:.4%}"
+         + (f", max |diff| {parity['max_abs_diff']:.2e}" if "max_abs_diff" in parity else "")
          if parity else "not checked"),
     ]
+    if r["format"] == "triton":
+        rows.append(("models", ", ".join(f"{n} ({m['role']})" for n, m in r["models"].items())))
+    if r["format"] == "deepstream":
+        rows.append(("nvinfer", r["infer_config"]))
+        rows.append(("deepstream-app", f"{r['app_config']} ({len(r['sources'])} source(s))"))
     if "tensorrt" in r:
         rows.insert(4, ("TensorRT", f"{r['tensorrt']} on {r.get('gpu', '?')}"))
     for k, v in rows:

@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 
 SOURCE_HELP = (
     "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
-    "file, an image folder or a quoted glob ('frames/*.png'). Repeat it, or give a .streams "
-    "file (one source per line), to batch several sources into one inference call per tick."
+    "file, an image folder or a quoted glob ('frames/*.png'); a ROS bag: "
+    "'rec.mcap?topic=/camera/image_raw&start=SEC&end=SEC', a rosbag2 folder, .db3 or ROS 1 .bag. "
+    "Repeat it, or give a .streams file (one source per line), to batch several sources into "
+    "one inference call per tick."
 )
 SINK_HELP = (
-    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, none, "
+    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, out.mcap or rosbag2:DIR "
+    "(a ROS 2 bag of the node's topics), none, "
     "http://HOST:PORT\\[/path] (live page: MJPEG + stats; @ = all interfaces, no host = "
     "127.0.0.1) or webrtc://HOST:PORT/name. Repeatable. auto: display when there is one, else "
     "none. With several sources a sink holding {name} is opened per source, others show a mosaic."
@@ -49,6 +52,19 @@ def run_cli(
     weights: Path | None = typer.Option(None, "--weights", help="Checkpoint (.pt): torch."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="triton: run on a Triton server (--url) instead of a local file.",
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Triton server: grpc://HOST:PORT, http://HOST:PORT or HOST:PORT "
+        "(8000 HTTP, else gRPC) [localhost:8001].",
+    ),
+    triton_model: str | None = typer.Option(
+        None, "--triton-model", help="Model on the Triton server (default: its edgeseg model).",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="EDGESEG_TRITON_TOKEN", help="Bearer token for a Triton gateway.",
+    ),
     source: list[str] = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
     sink: list[str] = typer.Option(["auto"], "--sink", "-o", help=SINK_HELP),
     profile: str | None = typer.Option(
@@ -63,8 +79,8 @@ def run_cli(
     reconnect: int = typer.Option(
         5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
     ),
-    token: str | None = typer.Option(
-        None, "--token", envvar="EDGESEG_WEB_TOKEN",
+    web_token: str | None = typer.Option(
+        None, "--web-token", envvar="EDGESEG_WEB_TOKEN",
         help="Web sinks: every route needs it (?token= or 'Authorization: Bearer')."),
     ssl_cert: Path | None = typer.Option(None, "--ssl-cert", help="Web sinks: serve HTTPS."),
     ssl_key: Path | None = typer.Option(None, "--ssl-key", help="Web sinks: the key."),
@@ -73,6 +89,8 @@ def run_cli(
                                      help="Web sinks: MJPEG / snapshot quality."),
     stream_fps: float = typer.Option(15.0, "--stream-fps", min=0.1, max=120.0,
                                      help="Web sinks: most frames a second sent to viewers."),
+    device: str = typer.Option("auto", "--device", help="Torch/TensorRT device: cpu, cuda, "
+                               "cuda:N or auto."),
     json_: bool = JsonOpt,
 ) -> None:
     _quiet_opencv()
@@ -91,7 +109,10 @@ def run_cli(
     if auto:
         sinks = ["display" if display_available() else "none"]
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
-    model_path, backend = pick_model(weights, onnx, engine)
+    model_path, backend = pick_model(weights, onnx, engine, backend=backend, url=url)
+    from edgeseg.runtime.devices import check_device_spec
+
+    check_device_spec(device)
     check_visualize(visualize, alpha)
     web = False
     for s in sinks:
@@ -102,7 +123,7 @@ def run_cli(
             _check_web(spec.target, ssl_cert, ssl_key)
     options: dict[str, Any] = {}
     if web:
-        options = {"token": token, "ssl_cert": ssl_cert, "ssl_key": ssl_key,
+        options = {"token": web_token, "ssl_cert": ssl_cert, "ssl_key": ssl_key,
                    "max_clients": max_clients, "jpeg_quality": jpeg_quality,
                    "stream_fps": stream_fps, "power": _power_reader(warn)}
     specs = expand_sources(source)
@@ -111,7 +132,8 @@ def run_cli(
     try:
         for spec_s in specs:
             srcs.append(FrameSource(spec_s, warn=warn, reconnect=Reconnect(attempts=reconnect)).open())
-        seg = load_segmenter(model_path, backend, profile)
+        remote = {"model": triton_model, "token": token} if backend == "triton" else {}
+        seg = load_segmenter(model_path, backend, profile, device, **remote)
     except BaseException:
         for src in srcs:
             src.close()

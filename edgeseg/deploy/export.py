@@ -46,6 +46,14 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 def to_onnx(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
     from edgeseg.deploy.onnx import export_onnx
 
+    if s.get("normalize_in_graph"):
+        from edgeseg.deploy.deepstream import export_normalized_onnx
+
+        if s["argmax"] or s["dynamic"] or s["precision"] != "fp32":
+            raise EdgesegError("--normalize-in-graph exports a static fp32 graph with softmax "
+                               "scores: leave out --argmax, --dynamic and --precision fp16")
+        return export_normalized_onnx(model, meta, out, height=s["height"], width=s["width"],
+                                      dcn=s["dcn"] or "native", opset=s["opset"], step=step)
     return export_onnx(
         model, meta, out, height=s["height"], width=s["width"], dcn=s["dcn"] or "native",
         dynamic=s["dynamic"], argmax=s["argmax"], opset=s["opset"],
@@ -177,12 +185,17 @@ def export(
     opset: int = 19,
     random_init: bool = False,
     model: str | None = None,
+    options: dict[str, Any] | None = None,
     step: Step | None = None,
 ) -> dict[str, Any]:
     """Library entry of `edgeseg export`; returns the report printed by ``--json``.
 
     Exactly one model source: ``weights`` (a checkpoint), or ``random_init=True`` with ``model``
     (a variant name; an untrained network for speed and export studies).
+
+    ``options``: format-specific settings passed to the builder, e.g. ``normalize_in_graph``
+    (onnx); ``triton_pipeline``, ``triton_form``, ``triton_name``, ``max_batch_size`` (triton);
+    ``sources``, ``batch_size``, ``segmentation_threshold``, ``plugin_lib`` (deepstream).
     """
     say = step or (lambda _msg: None)
     # Everything that can be checked without torch is checked first.
@@ -203,8 +216,11 @@ def export(
     if weights is not None:
         if not Path(weights).is_file():
             raise EdgesegError(f"checkpoint not found: {weights}")
-    if Path(out).is_dir():
+    folder = fmt is not None and get_format(fmt).is_folder
+    if Path(out).is_dir() and not folder:
         raise EdgesegError(f"--out is a directory: {out} (give a file name)")
+    if folder and Path(out).exists() and not Path(out).is_dir():
+        raise EdgesegError(f"--out {out}: --format {fmt} writes a directory, not a file")
     _check_suffix(Path(out), fmt)
 
     prof = None
@@ -219,9 +235,13 @@ def export(
         "height": height or (prof.deploy.height if prof else None),
         "width": width or (prof.deploy.width if prof else None),
         # ONNX precision only from the flag; engines fall back to the profile's
-        "precision": precision or ("fp32" if fmt == "onnx" or prof is None else prof.deploy.precision),
+        "precision": precision or _default_precision(fmt, prof),
         "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "plan": None,
+        "profile": prof, **(options or {}),
     }
+    if settings.get("normalize_in_graph") and fmt != "onnx":
+        raise EdgesegError("--normalize-in-graph goes with --format onnx (--format deepstream "
+                           "always folds the normalisation into its ONNX)")
     row = get_format(fmt)
     row.check_precision(settings["precision"])
     if fmt == "torch2trt" and (dynamic or argmax):
@@ -251,6 +271,17 @@ def export(
     if prof is not None:
         report["profile"] = prof.name
     return report
+
+
+def _default_precision(fmt: str, prof: Any) -> str:
+    """ONNX-based formats: fp32 (fp16 only from the flag); DeepStream: the profile's GPU
+    precision, fp16 without one (nvinfer builds the engine); engines: the profile's."""
+    if fmt == "deepstream":
+        return prof.deploy.precision if prof is not None and prof.deploy.precision != "int8" \
+            else "fp16"
+    if fmt in ("onnx", "triton") or prof is None:
+        return "fp32"
+    return str(prof.deploy.precision)
 
 
 def _check_suffix(out: Path, fmt: str | None) -> None:

@@ -121,6 +121,18 @@ FORMATS: dict[str, ExportFormat] = {
             ("fp32", "fp16", "int8"), (TENSORRT, CUDA, TORCH2TRT),
             "edgeseg.deploy.export:to_torch2trt",
         ),
+        ExportFormat(
+            "triton", "Triton Inference Server model repository (ONNX, batch dimension dynamic)",
+            (), "REPO/<name>/config.pbtxt + labels.txt + 1/model.onnx (1/model.py: Python "
+            "backend); --triton-pipeline adds pre/post models and an ensemble",
+            ("fp32", "fp16"), (ONNX,), "edgeseg.deploy.triton:build_triton",
+        ),
+        ExportFormat(
+            "deepstream", "DeepStream nvinfer (network-type 2) + deepstream-app with nvsegvisual",
+            (), "DIR/model.onnx (mean/std in the graph, 0..255 RGB in) + nvinfer config + "
+            "labels.txt + deepstream-app config", ("fp32", "fp16"), (ONNX,),
+            "edgeseg.deploy.deepstream:build_deepstream",
+        ),
     )
 }
 

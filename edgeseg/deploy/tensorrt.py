@@ -16,7 +16,6 @@ Typical use::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,10 +200,9 @@ def _dims(dims: Any) -> list[int]:
 
 
 def _write_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from edgeseg.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, data)  # any buffer (trt.IHostMemory)
 
 
 def build_engine(

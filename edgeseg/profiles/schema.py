@@ -30,6 +30,7 @@ __all__ = [
     "PowerSettings",
     "Profile",
     "ProfileWarning",
+    "ServingSettings",
     "build_profile",
     "display_path",
     "validate_data",
@@ -113,6 +114,16 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """Triton's batching for this device (optional section ``serving``)."""
+
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_delay_us: int
+    instances: int  # instance_group count
+
+
+@dataclass(frozen=True)
 class Profile:
     """One device profile. ``name`` is the file stem; ``source`` the file it came from."""
 
@@ -123,6 +134,7 @@ class Profile:
     calibration: CalibrationSettings
     power: PowerSettings | None  # Jetson only
     bench: BenchSettings
+    serving: ServingSettings | None = None  # Triton batching; None: edgeseg's defaults
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as the YAML file spells it (``name``/``source`` excluded): it loads back."""
@@ -131,6 +143,9 @@ class Profile:
             value = getattr(self, section)
             if value is not None:
                 out[section] = dataclasses.asdict(value)
+        if self.serving is not None:  # YAML has lists, not tuples
+            out["serving"] = dict(dataclasses.asdict(self.serving),
+                                  preferred_batch_sizes=list(self.serving.preferred_batch_sizes))
         return out
 
     @classmethod
@@ -147,6 +162,7 @@ class Profile:
 
 
 SECTIONS = ("device", "deploy", "calibration", "power", "bench")
+OPTIONAL_SECTIONS = ("serving",)  # written by to_dict only when set
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,6 +250,21 @@ class _Int(_Field):
         if not self.lo <= value <= self.hi:
             raise self.fail(path, value)
         return value
+
+
+@dataclass(frozen=True)
+class _IntList(_Field):
+    lo: int = 0
+    hi: int = 2**31
+
+    def expect(self) -> str:
+        return f"a list of integers in {self.lo}..{self.hi}"
+
+    def convert(self, path: str, value: Any) -> Any:
+        item = _Int(lo=self.lo, hi=self.hi)
+        if not isinstance(value, list):
+            raise self.fail(path, value)
+        return tuple(item.convert(f"{path}[{i}]", v) for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -362,6 +393,15 @@ _SCHEMA = _Map(
                 "duration_s": _Float(lo=0.0, hi=3600.0, lo_open=True),
             }
         ),
+        "serving": _Map(
+            optional=True,
+            fields={
+                "max_batch_size": _Int(lo=1, hi=1024),
+                "preferred_batch_sizes": _IntList(lo=1, hi=1024),
+                "max_queue_delay_us": _Int(lo=0, hi=10_000_000),
+                "instances": _Int(lo=1, hi=64),
+            },
+        ),
     }
 )
 
@@ -446,6 +486,15 @@ def validate_data(data: Any) -> dict[str, Any]:
         )
     if kind != "jetson" and d["power"] is not None:
         raise Invalid("power", f"expected no power section for a {kind} device (Jetson only)")
+    serving = d["serving"]
+    if serving is not None:
+        too_big = [b for b in serving["preferred_batch_sizes"] if b > serving["max_batch_size"]]
+        if too_big:
+            raise Invalid(
+                "serving.preferred_batch_sizes",
+                f"expected sizes <= serving.max_batch_size ({serving['max_batch_size']}), "
+                f"got {too_big[0]}",
+            )
     return d
 
 
@@ -462,6 +511,7 @@ def build_profile(d: dict[str, Any], *, name: str, source: Path | None) -> Profi
         calibration=CalibrationSettings(**d["calibration"]),
         power=PowerSettings(**d["power"]) if d["power"] is not None else None,
         bench=BenchSettings(**d["bench"]),
+        serving=ServingSettings(**d["serving"]) if d.get("serving") is not None else None,
     )
 
 

@@ -41,12 +41,20 @@ def _open_tensorrt(path: Path, **opts: Any) -> Segmenter:
     return TensorRTSegmenter(path, **opts)
 
 
+def _open_triton(url: str, **opts: Any) -> Segmenter:
+    from edgeseg.runtime.triton_backend import TritonSegmenter
+
+    return TritonSegmenter(url, **opts)
+
+
 @dataclass(frozen=True)
 class Backend:
     """A runtime backend: the artifact kind it reads and how to open one."""
 
     name: str
-    artifact: str  # "checkpoint", "onnx" or "engine" (edgeseg.artifacts.files.artifact_kind)
+    # "checkpoint", "onnx" or "engine" (edgeseg.artifacts.files.artifact_kind), or "server":
+    # the model is behind a URL, not in a file
+    artifact: str
     open: Callable[..., Segmenter]
 
 
@@ -56,6 +64,7 @@ BACKENDS: dict[str, Backend] = {
         Backend("torch", "checkpoint", _open_torch),
         Backend("onnxruntime", "onnx", _open_onnxruntime),
         Backend("tensorrt", "engine", _open_tensorrt),
+        Backend("triton", "server", _open_triton),
     )
 }
 
@@ -64,8 +73,10 @@ def open_segmenter(path_or_ckpt: str | Path, backend: str | None = None, **opts:
     """Open a checkpoint, ONNX or engine as a :class:`Segmenter`.
 
     Args:
-        path_or_ckpt: ``.pt``/``.pth`` checkpoint, ``.onnx`` or ``.engine`` file.
-        backend: ``torch``, ``onnxruntime`` or ``tensorrt``; default: the one for the file type.
+        path_or_ckpt: ``.pt``/``.pth`` checkpoint, ``.onnx`` or ``.engine`` file; for the
+            ``triton`` backend the server's URL (``localhost:8001``).
+        backend: ``torch``, ``onnxruntime``, ``tensorrt`` or ``triton``; default: the one for
+            the file type.
             A backend that cannot read the file type is refused with the right command to
             convert it.
         opts: backend options, e.g. ``device``, ``channels_last``, ``fp16`` (torch),
@@ -73,6 +84,8 @@ def open_segmenter(path_or_ckpt: str | Path, backend: str | None = None, **opts:
     """
     from edgeseg.artifacts.files import artifact_kind
 
+    if backend is not None and backend in BACKENDS and BACKENDS[backend].artifact == "server":
+        return BACKENDS[backend].open(str(path_or_ckpt), **opts)  # a URL (edgeseg.runtime.triton)
     path = Path(path_or_ckpt)
     kind = artifact_kind(path)
     if not path.is_file():

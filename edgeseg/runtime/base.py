@@ -48,6 +48,9 @@ class Segmenter(ABC):
         self.meta = meta
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1) * 255.0
         self._inv_std = 1.0 / (np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1) * 255.0)
+        if meta.extra.get("normalize_in_graph"):  # the graph takes 0..255 RGB (DeepStream)
+            self._mean = np.zeros((1, 3, 1, 1), np.float32)
+            self._inv_std = np.ones((1, 3, 1, 1), np.float32)
 
     def preprocess(self, bgr: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
         """BGR uint8 (H, W, 3) -> normalised RGB float32 (1, 3, h, w) at ``size_hw``

@@ -20,27 +20,49 @@ __all__ = ["load_segmenter", "pick_model", "run"]
 
 def pick_model(
     weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
-) -> tuple[Path, str]:
-    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``."""
+    *, backend: str | None = None, url: str | None = None,
+) -> tuple[Path | str, str]:
+    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``, or
+    ``(url, "triton")`` for ``--backend triton`` (a model on a Triton server)."""
     given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
              if p is not None]
+    if backend == "triton" or url is not None:
+        if backend not in (None, "triton"):
+            raise EdgesegError(f"--url goes with --backend triton, not {backend}")
+        if given:
+            raise EdgesegError("--backend triton runs the server's model: leave out "
+                               "--weights, --onnx and --engine")
+        from edgeseg.runtime.triton_backend import DEFAULT_URL
+
+        return url or DEFAULT_URL, "triton"
+    if backend is not None:
+        raise EdgesegError(f"--backend {backend}: only triton is chosen by name here; the "
+                           "others follow --weights (torch), --onnx, --engine")
     if len(given) != 1:
-        raise EdgesegError("give exactly one of --weights, --onnx, --engine")
+        raise EdgesegError("give exactly one of --weights, --onnx, --engine (or --backend triton)")
     return given[0]
 
 
-def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
+def load_segmenter(
+    path: Path | str, backend: str, profile: str | None = None, device: str = "auto",
+    **backend_opts: Any,
+) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
-    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there."""
+    ONNX or engine keeps its own). A checkpoint runs on ``device`` (auto: CUDA when torch sees
+    a GPU), with the argmax there on CUDA; an engine on that CUDA device."""
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
 
-    opts: dict[str, Any] = {}
+    opts: dict[str, Any] = dict(backend_opts)  # e.g. model, token (triton)
+    dev = parse_device(device)
     if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
-            opts.update(device="cuda", argmax=True)
+        opts["device"] = str(dev)
+        if dev.type == "cuda":  # labels, not 19-channel logits, cross to the host
+            opts["argmax"] = True
+    elif backend == "tensorrt" and dev.type == "cuda":
+        opts["device"] = dev.index
+    elif device != "auto" and dev.type != "cpu":
+        raise EdgesegError(f"--device {device}: {backend} runs on the CPU here")
     if profile is not None:
         from edgeseg.profiles import load_profile
 

@@ -90,7 +90,7 @@ class WebServer:
         if max_clients < 1:
             raise EdgesegError(f"--max-clients must be >= 1, got {max_clients}")
         if token is not None and (not token or any(c.isspace() for c in token)):
-            raise EdgesegError("--token must be a non-empty string without spaces")
+            raise EdgesegError("--web-token must be a non-empty string without spaces")
         if spec.tls_requested and ssl_ctx is None:
             raise EdgesegError(f"--sink {spec.scheme}://...: HTTPS needs --ssl-cert and --ssl-key")
         self.spec, self.hub, self.stats = spec, hub, stats

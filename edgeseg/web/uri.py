@@ -51,11 +51,11 @@ def parse_web_uri(spec: str) -> WebSpec:
     if scheme not in SCHEMES:
         raise EdgesegError(f"--sink {s!r}: unknown scheme {scheme!r} (expected {', '.join(SCHEMES)})")
     if "?" in rest or "#" in rest:
-        raise EdgesegError(f"--sink {s!r}: no query or fragment allowed (use --token for a token)")
+        raise EdgesegError(f"--sink {s!r}: no query or fragment allowed (use --web-token for a token)")
     netloc, _, path = rest.partition("/")
     path = "/" + path
     if "@" in netloc and not netloc.startswith("@"):
-        raise EdgesegError(f"--sink {s!r}: no user@ part allowed (use --token)")
+        raise EdgesegError(f"--sink {s!r}: no user@ part allowed (use --web-token)")
     all_ifaces = netloc.startswith("@")
     if all_ifaces:
         netloc = netloc[1:]

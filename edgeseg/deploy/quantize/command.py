@@ -171,11 +171,9 @@ def calibrate(
     for msg in warnings:
         say(f"warning: {msg}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the output folder's mode
+    from edgeseg.atomic import staging_dir
+
+    staging = staging_dir(out)  # mkdtemp's 0700 would become the output folder's mode
     work = Path(tempfile.mkdtemp(prefix="edgeseg-calibrate-"))
     try:
         report = _run(

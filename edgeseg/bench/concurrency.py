@@ -1,0 +1,174 @@
+"""Throughput and latency at several request concurrencies, like Triton's perf_analyzer.
+
+For each concurrency C, C client threads each hold their own segmenter (their own connection)
+and send frames back to back for a fixed time after a warm-up: throughput is the requests
+completed inside that window per second; latency is per request (client send to mask
+received) of those requests. Requests are bounded by time and count. Threads are right here: each client waits on the server almost
+all the time (the GIL is released in socket I/O).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+
+__all__ = ["bench_triton", "measure_concurrency", "parse_levels"]
+
+Call = Callable[[np.ndarray], Any]
+
+
+def parse_levels(text: str) -> list[int]:
+    """``"1,2,4,8"`` -> [1, 2, 4, 8] (each 1..64)."""
+    try:
+        levels = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise EdgesegError(f"--concurrency {text}: expected integers like 1,2,4,8") from None
+    if not levels or any(not 1 <= v <= 64 for v in levels):
+        raise EdgesegError(f"--concurrency {text}: expected integers in 1..64 like 1,2,4,8")
+    return levels
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def measure_concurrency(
+    make_call: Callable[[], Call],
+    frames: Sequence[np.ndarray],
+    levels: Sequence[int],
+    *,
+    duration_s: float = 5.0,
+    warmup_s: float = 1.0,
+    max_requests: int = 100_000,
+    step: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per concurrency: requests, throughput_fps, latency_ms {mean, p50, p90, p99}.
+
+    Args:
+        make_call: builds one client's callable (frame -> mask); called once per thread.
+        frames: frames the clients cycle through.
+        levels: concurrencies.
+        duration_s, warmup_s: measured window and warm-up per level.
+        max_requests: cap on requests per level, all threads together.
+    """
+    if not frames:
+        raise EdgesegError("no frames to send")
+    say = step or (lambda _m: None)
+    rows = []
+    for c in levels:
+        say(f"concurrency {c}")
+        calls = [make_call() for _ in range(c)]
+        try:
+            lat, window = _run_level(calls, frames, warmup_s, duration_s, max_requests)
+        finally:
+            for call in calls:
+                close = getattr(call, "close", None)
+                if callable(close):
+                    close()
+        rows.append({
+            "concurrency": c,
+            "requests": len(lat),
+            "throughput_fps": len(lat) / window if window > 0 else 0.0,
+            "latency_ms": {
+                "mean": float(np.mean(lat) * 1e3) if lat else float("nan"),
+                "p50": _percentile(lat, 50) * 1e3,
+                "p90": _percentile(lat, 90) * 1e3,
+                "p99": _percentile(lat, 99) * 1e3,
+            },
+        })
+    return rows
+
+
+def _run_level(
+    calls: list[Call], frames: Sequence[np.ndarray], warmup_s: float, duration_s: float,
+    max_requests: int,
+) -> tuple[list[float], float]:
+    """Latencies (s) of the requests completed inside the window, and the window's length."""
+    c = len(calls)
+    latencies: list[list[float]] = [[] for _ in range(c)]
+    errors: list[BaseException] = []
+    sent = [0]
+    lock = threading.Lock()
+    go = threading.Event()
+    times = {"warm": 0.0, "end": 0.0}
+
+    def client(k: int) -> None:
+        call, i = calls[k], k
+        go.wait()
+        try:
+            while True:
+                with lock:
+                    if sent[0] >= max_requests:
+                        return
+                    sent[0] += 1
+                t0 = time.perf_counter()
+                if t0 >= times["end"]:
+                    return
+                call(frames[i % len(frames)])
+                t1 = time.perf_counter()
+                # Completions inside the window count (whenever they started): on a slow
+                # server a request can outlast the warm-up.
+                if times["warm"] <= t1 <= times["end"]:
+                    latencies[k].append(t1 - t0)
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - reported after the threads join
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(c)]
+    for t in threads:
+        t.start()
+    times["warm"] = time.perf_counter() + warmup_s
+    times["end"] = times["warm"] + duration_s
+    go.set()
+    for t in threads:
+        t.join(warmup_s + duration_s + 120.0)
+    if errors:
+        raise EdgesegError(f"concurrency {c}: a client failed: {errors[0]}")
+    return [v for per in latencies for v in per], duration_s
+
+
+def bench_triton(
+    url: str,
+    *,
+    model: str | None = None,
+    levels: Sequence[int] = (1,),
+    frame_hw: tuple[int, int] | None = None,
+    duration_s: float = 5.0,
+    warmup_s: float = 1.0,
+    max_requests: int = 100_000,
+    token: str | None = None,
+    step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`edgeseg bench --backend triton --concurrency ...`: one row per concurrency for a model
+    on a Triton server, sent synthetic street scenes (frame size default: the model's input)."""
+    from edgeseg.runtime.triton_backend import TritonSegmenter
+
+    probe = TritonSegmenter(url, model=model, token=token)
+    try:
+        h, w = frame_hw or probe.meta.input_hw
+        try:
+            from edgeseg.data.synthetic import generate_scene
+        except ImportError:  # pragma: no cover - the generator ships with edgeseg
+            rng0 = np.random.default_rng(0)
+            frames = [rng0.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(4)]
+        else:
+            rng = np.random.default_rng(0)
+            frames = [np.ascontiguousarray(generate_scene(rng, h, w)[0][:, :, ::-1])
+                      for _ in range(4)]
+        rows = measure_concurrency(
+            lambda: TritonSegmenter(url, model=probe.model, protocol=probe.protocol, token=token),
+            frames, levels, duration_s=duration_s, warmup_s=warmup_s, max_requests=max_requests,
+            step=step,
+        )
+        described = probe.describe()
+    finally:
+        probe.close()
+    return {"backend": "triton", **described, "frame_hw": [h, w], "input_hw": list(
+        probe.meta.input_hw), "duration_s": duration_s, "warmup_s": warmup_s,
+        "concurrency": rows, "variant": probe.meta.variant}
