@@ -6,8 +6,8 @@ A random-init DESANet-HN through torch (speed does not depend on the weights) ru
 ``run_pipeline`` over a synthetic MJPG video into
 
 * no sink (``none``: nothing drawn, nothing sent), the reference;
-* ``http://127.0.0.1:0`` with 0, 1 and 4 MJPEG viewers (Python clients that read and decode
-  every JPEG part they receive);
+* ``http://127.0.0.1:0`` with 0, 1 and 4 MJPEG viewers (Python clients, each in its own
+  process like a browser, that read and decode every JPEG part they receive);
 * ``webrtc://127.0.0.1:0/live`` with 1 viewer (an aiortc client decoding VP8).
 
 The pipeline's own FPS (first frame to last frame handed to the sink) is compared; the web rows
@@ -122,6 +122,42 @@ class WebRTCViewer(threading.Thread):
             await pc.close()
 
 
+def _viewer_main(kind: str, url: str, conn: Any) -> None:
+    """A viewer in its own process (as a browser would be): no GIL shared with inference."""
+    v = (WebRTCViewer if kind == "webrtc" else MjpegViewer)(url)
+    v.start()
+    v.connected.wait(30)
+    conn.send("connected")
+    v.join(120)
+    conn.send((v.arrivals, v.latency_ms, getattr(v, "error", None)))
+
+
+class ViewerProcess:
+    def __init__(self, kind: str, url: str) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_viewer_main, args=(kind, url, child), daemon=True)
+        self.arrivals: list[float] = []
+        self.latency_ms: list[float] = []
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def wait_connected(self, timeout: float) -> None:
+        if self.conn.poll(timeout):
+            self.conn.recv()
+
+    def join(self, timeout: float) -> None:
+        if self.conn.poll(timeout):
+            self.arrivals, self.latency_ms, self.error = self.conn.recv()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
 def one_run(seg: Any, video: Path, kind: str, viewers: int, stream_fps: float) -> dict[str, Any]:
     from edgeseg.video.pipeline import run_pipeline
 
@@ -133,12 +169,11 @@ def one_run(seg: Any, video: Path, kind: str, viewers: int, stream_fps: float) -
     uri = "webrtc://127.0.0.1:0/live" if kind == "webrtc" else "http://127.0.0.1:0"
     sink = WebSink(uri, classes=seg.meta.classes, palette=seg.meta.palette, max_clients=8,
                    stream_fps=stream_fps, linger_s=0)
-    cls = WebRTCViewer if kind == "webrtc" else MjpegViewer
-    vs = [cls(sink.url) for _ in range(viewers)]
+    vs = [ViewerProcess(kind, sink.url) for _ in range(viewers)]
     for v in vs:
         v.start()
     for v in vs:
-        v.connected.wait(30)
+        v.wait_connected(30)
     deadline = time.monotonic() + 10
     while sink.server.viewers < viewers and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -148,7 +183,7 @@ def one_run(seg: Any, video: Path, kind: str, viewers: int, stream_fps: float) -
     rates = [(len(v.arrivals) - 1) / (v.arrivals[-1] - v.arrivals[0])
              for v in vs if len(v.arrivals) > 1 and v.arrivals[-1] > v.arrivals[0]]
     lat = [x for v in vs for x in v.latency_ms]
-    errors = [v.error for v in vs if getattr(v, "error", None)]
+    errors = [v.error for v in vs if v.error]
     return {"fps": s.fps, "viewer_fps": statistics.mean(rates) if rates else None,
             "latency_ms": float(np.median(lat)) if lat else None,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
@@ -217,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.frames}-frame synthetic video, {args.rounds} alternating rounds, medians; "
               f"stream capped at {args.stream_fps:g} FPS. Pipeline FPS = frames / (last - first "
               "frame handed to the sink); web rows also draw the overlay, which `none` skips. "
-              "Viewers run on the same machine (MJPEG: Python clients decoding every JPEG; "
+              "Viewers run on the same machine, each in its own process (MJPEG: Python clients decoding every JPEG; "
               "latency = frame reaching the sink to decoded by the viewer; WebRTC: an aiortc "
               f"client decoding VP8). Target: >= {TARGET}x no sink."), "",
               ("| configuration | pipeline FPS | vs no sink | viewer FPS | latency p50 / p99 (ms) "
