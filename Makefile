@@ -5,10 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint typecheck bench clean
 $(BIN)/edgeseg: pyproject.toml
+	# headless Chromium + its driver for the web sink's real-browser tests (root only; else
+	# those tests skip saying why)
+	if [ "$$(id -u)" = 0 ] && ! [ -x /usr/bin/chromedriver ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,nvml]'
+	$(BIN)/pip install -q -e '.[dev,nvml,web]'
 	# tensorrt-stubs depends on the tensorrt wheel (NVIDIA's index, unreachable here): stubs only.
 	$(BIN)/pip install -q --no-deps tensorrt-stubs
 	# A real tritonserver (Python backend) for tests/test_triton.py: the binary inside the

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
+    from edgeseg.video.multi import MultiSummary
     from edgeseg.video.pipeline import RunSummary
 
 SOURCE_HELP = (
     "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
     "file, an image folder or a quoted glob ('frames/*.png'); a ROS bag: "
-    "'rec.mcap?topic=/camera/image_raw&start=SEC&end=SEC', a rosbag2 folder, .db3 or ROS 1 .bag."
+    "'rec.mcap?topic=/camera/image_raw&start=SEC&end=SEC', a rosbag2 folder, .db3 or ROS 1 .bag. "
+    "Repeat it, or give a .streams file (one source per line), to batch several sources into "
+    "one inference call per tick."
 )
 SINK_HELP = (
     "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, out.mcap or rosbag2:DIR "
-    "(a ROS 2 bag of the node's topics), or none. "
-    "auto: display when there is one, else none."
+    "(a ROS 2 bag of the node's topics), none, "
+    "http://HOST:PORT\\[/path] (live page: MJPEG + stats; @ = all interfaces, no host = "
+    "127.0.0.1) or webrtc://HOST:PORT/name. Repeatable. auto: display when there is one, else "
+    "none. With several sources a sink holding {name} is opened per source, others show a mosaic."
 )
 MASKS_HELP = (
     "Folder sink: comma list of color (palette PNG), labelids (Cityscapes label ids), "
@@ -58,8 +65,8 @@ def run_cli(
     token: str | None = typer.Option(
         None, "--token", envvar="EDGESEG_TRITON_TOKEN", help="Bearer token for a Triton gateway.",
     ),
-    source: str = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
-    sink: str = typer.Option("auto", "--sink", "-o", help=SINK_HELP),
+    source: list[str] = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
+    sink: list[str] = typer.Option(["auto"], "--sink", "-o", help=SINK_HELP),
     profile: str | None = typer.Option(
         None, "--profile", "-p", help="Device profile (name, .yaml or auto): checkpoint input size."
     ),
@@ -72,6 +79,16 @@ def run_cli(
     reconnect: int = typer.Option(
         5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
     ),
+    web_token: str | None = typer.Option(
+        None, "--web-token", envvar="EDGESEG_WEB_TOKEN",
+        help="Web sinks: every route needs it (?token= or 'Authorization: Bearer')."),
+    ssl_cert: Path | None = typer.Option(None, "--ssl-cert", help="Web sinks: serve HTTPS."),
+    ssl_key: Path | None = typer.Option(None, "--ssl-key", help="Web sinks: the key."),
+    max_clients: int = typer.Option(4, "--max-clients", min=1, help="Web sinks: viewers at once."),
+    jpeg_quality: int = typer.Option(80, "--jpeg-quality", min=1, max=100,
+                                     help="Web sinks: MJPEG / snapshot quality."),
+    stream_fps: float = typer.Option(15.0, "--stream-fps", min=0.1, max=120.0,
+                                     help="Web sinks: most frames a second sent to viewers."),
     device: str = typer.Option("auto", "--device", help="Torch/TensorRT device: cpu, cuda, "
                                "cuda:N or auto."),
     json_: bool = JsonOpt,
@@ -85,37 +102,173 @@ def run_cli(
     def warn(msg: str) -> None:
         console.print(f"[yellow]warning:[/] {msg}", soft_wrap=True, highlight=False)
 
-    auto = sink == "auto"
+    from edgeseg.video.multi import expand_sources
+
+    sinks = list(sink) or ["auto"]
+    auto = sinks == ["auto"]
     if auto:
-        sink = "display" if display_available() else "none"
+        sinks = ["display" if display_available() else "none"]
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
     model_path, backend = pick_model(weights, onnx, engine, backend=backend, url=url)
     from edgeseg.runtime.devices import check_device_spec
 
     check_device_spec(device)
     check_visualize(visualize, alpha)
-    check_sink(parse_sink(sink), mask_list)
-    # Source and sink are checked before the model loads, so a typo fails in a second.
-    src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
+    web = False
+    for s in sinks:
+        spec = parse_sink(s.replace("{name}", "x"))
+        check_sink(spec, mask_list)
+        if spec.kind in ("web", "webrtc"):
+            web = True
+            _check_web(spec.target, ssl_cert, ssl_key)
+    options: dict[str, Any] = {}
+    if web:
+        options = {"token": web_token, "ssl_cert": ssl_cert, "ssl_key": ssl_key,
+                   "max_clients": max_clients, "jpeg_quality": jpeg_quality,
+                   "stream_fps": stream_fps, "power": _power_reader(warn)}
+    specs = expand_sources(source)
+    # Sources and sinks are checked before the model loads, so a typo fails in a second.
+    srcs: list[FrameSource] = []
     try:
+        for spec_s in specs:
+            srcs.append(FrameSource(spec_s, warn=warn, reconnect=Reconnect(attempts=reconnect)).open())
         remote = {"model": triton_model, "token": token} if backend == "triton" else {}
         seg = load_segmenter(model_path, backend, profile, device, **remote)
     except BaseException:
-        src.close()
+        for src in srcs:
+            src.close()
         raise
-    if auto and sink == "none":
+    if auto and sinks == ["none"]:
         console.print("no display: results are neither shown nor saved (use --sink out.mp4)")
-    summary = run(
-        seg, src, sink, visualize=visualize, alpha=alpha, max_frames=max_frames,
-        masks=mask_list, legend=legend, hud=hud,
-        warn=warn, progress=lambda name, total: progress(name, total, transient=True),
-    )
+    if len(srcs) == 1:
+        if any("{name}" in s for s in sinks):
+            sinks = [s.replace("{name}", _source_name(specs[0], 0)) for s in sinks]
+        summary: RunSummary | MultiSummary = run(
+            seg, srcs[0], sinks, visualize=visualize, alpha=alpha, max_frames=max_frames,
+            masks=mask_list, legend=legend, hud=hud, sink_options=options,
+            warn=warn, progress=lambda name, total: progress(name, total, transient=True),
+        )
+    else:
+        summary = _run_many(seg, srcs, specs, sinks, visualize=visualize, alpha=alpha,
+                            max_frames=max_frames, masks=mask_list, legend=legend, hud=hud,
+                            options=options, warn=warn)
     if json_:
         emit_json(summary.to_dict())
+    elif len(srcs) == 1:
+        print_summary(summary)  # type: ignore[arg-type]
     else:
-        print_summary(summary)
+        print_multi_summary(summary)  # type: ignore[arg-type]
     if summary.stop_reason == "source-lost":
         raise typer.Exit(1)  # a supervisor (systemd Restart=on-failure) can restart the run
+
+
+def _check_web(uri: str, ssl_cert: Path | None, ssl_key: Path | None) -> None:
+    """A web sink's URI, extra and TLS files, before any model loads."""
+    from edgeseg.web.server import ssl_context
+    from edgeseg.web.sink import check_web_deps
+    from edgeseg.web.uri import parse_web_uri
+
+    spec = parse_web_uri(uri)
+    check_web_deps(spec)
+    ssl_context(ssl_cert, ssl_key)
+    if spec.tls_requested and ssl_cert is None:
+        raise EdgesegError(f"--sink {uri}: HTTPS needs --ssl-cert and --ssl-key")
+
+
+def _power_reader(warn: Callable[[str], Any]) -> Callable[[], dict[str, Any]]:
+    """Live watts for the web page from the first power source found (jtop, tegrastats, NVML,
+    RAPL), or the reason there is none."""
+    from edgeseg.bench.power import auto_sampler
+
+    sampler = auto_sampler()
+    sampler.__enter__()  # samples on its own daemon thread for the rest of the run
+    reason = getattr(sampler, "_reason", None)
+
+    def read() -> dict[str, Any]:
+        if reason is not None:
+            return {"available": False, "reason": reason}
+        with sampler._lock:
+            raw = list(sampler._raw[-2:])
+        if not raw:
+            return {"available": False, "reason": f"{sampler.name}: no reading yet"}
+        if sampler.counter:  # cumulative joules: the last interval's mean power
+            if len(raw) < 2 or raw[1][0] <= raw[0][0]:
+                return {"available": False, "reason": f"{sampler.name}: one reading so far"}
+            watts = (raw[1][1] - raw[0][1]) / (raw[1][0] - raw[0][0])
+        else:
+            watts = raw[-1][1]
+        return {"available": True, "source": sampler.name, "watts": float(watts)}
+
+    return read
+
+
+def _source_name(spec: str, index: int) -> str:
+    """``{name}`` in a per-source sink: a file's stem, else ``cam<index>``."""
+    from edgeseg.video.sources import parse_source
+
+    s = parse_source(spec)
+    if s.kind in ("video", "image", "folder"):
+        return Path(str(s.target)).stem or f"src{index}"
+    return f"cam{index}"
+
+
+def _run_many(seg: Any, srcs: list[Any], specs: list[str], sinks: list[str], *,
+              options: dict[str, Any], masks: list[str], **kw: Any) -> MultiSummary:
+    """Several sources: per-source sinks for specs holding ``{name}``, a mosaic for the others."""
+    from edgeseg.video.multi import run_multi
+    from edgeseg.video.sinks import Sink, TeeSink, open_sink
+
+    meta = seg.meta
+    names = [_source_name(s, i) for i, s in enumerate(specs)]
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i}" for i, n in enumerate(names)]
+    opened: list[Sink] = []
+
+    def op(spec: str, fps: float | None) -> Sink:
+        snk = open_sink(spec, classes=meta.classes, palette=meta.palette, fps=fps, masks=masks,
+                        **options)
+        opened.append(snk)
+        return snk
+
+    try:
+        per: list[Sink | None] = [None] * len(srcs)
+        per_sinks: list[list[Sink]] = [[] for _ in srcs]
+        shared: list[Sink] = []
+        for s in sinks:
+            if "{name}" in s:
+                for i, src in enumerate(srcs):
+                    per_sinks[i].append(op(s.replace("{name}", names[i]), src.fps))
+            else:
+                shared.append(op(s, srcs[0].fps))
+        for i, group in enumerate(per_sinks):
+            if group:
+                per[i] = group[0] if len(group) == 1 else TeeSink(group)
+    except BaseException:
+        for snk in opened:
+            snk.close()
+        for src in srcs:
+            src.close()
+        raise
+    with progress("run", None, transient=True) as bar:
+        return run_multi(seg, srcs, per_source=per, shared=shared, progress=bar, **kw)
+
+
+def print_multi_summary(s: MultiSummary) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"edgeseg run: {len(s.sources)} sources, "
+                        f"{'batched' if s.batched else 'one call per frame'}")
+    for col in ("source", "frames", "FPS", "dropped", "skipped", "latency p50 / p99", "stopped"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for x in s.sources:
+        table.add_row(x.name, str(x.frames), f"{x.fps:.2f}", str(x.dropped), str(x.skipped),
+                      f"{x.latency_ms['p50']:.1f} / {x.latency_ms['p99']:.1f} ms", x.stop_reason)
+    table.add_row("all", str(s.frames), f"{s.fps:.2f}", "", "",
+                  f"{s.latency_ms['p50']:.1f} / {s.latency_ms['p99']:.1f} ms", s.stop_reason,
+                  style="bold")
+    console.print(table)
+    console.print(f"sinks: {', '.join(s.sinks) or 'none'}; {s.ticks} inference calls, "
+                  f"{s.batch_mean:.2f} frames per call")
 
 
 def print_summary(s: RunSummary) -> None:

@@ -9,6 +9,7 @@ summary of what was done.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -18,11 +19,13 @@ import numpy as np
 from edgeseg.runtime.base import Segmenter
 from edgeseg.video.overlay import Renderer
 from edgeseg.video.reader import FrameSource
-from edgeseg.video.sinks import Sink, SinkSpec, open_sink
+from edgeseg.video.sinks import Sink, SinkSpec, TeeSink, open_sink
 from edgeseg.video.sources import SourceSpec
 
 __all__ = ["RunSummary", "run_pipeline"]
 
+_RECENT = 120  # latencies behind the running p50 / p99 a sink's on_stats gets
+_STATS_PERIOD_S = 0.5
 STAGES = ("read", "preprocess", "infer", "postprocess", "render", "sink")
 
 
@@ -82,6 +85,13 @@ class RunSummary:
         return asdict(self)
 
 
+def model_info(segmenter: Segmenter) -> dict[str, Any]:
+    """What a live page shows about the model."""
+    m = segmenter.meta
+    return {"variant": m.variant, "backend": segmenter.backend, "precision": m.precision,
+            "input_hw": list(m.input_hw)}
+
+
 def _open_source(source: str | SourceSpec | FrameSource, segmenter: Segmenter,
                  warn: Callable[[str], Any] | None) -> FrameSource:
     if not isinstance(source, FrameSource):
@@ -94,7 +104,7 @@ def _open_source(source: str | SourceSpec | FrameSource, segmenter: Segmenter,
 def run_pipeline(
     segmenter: Segmenter,
     source: str | SourceSpec | FrameSource,
-    sink: str | SinkSpec | Sink = "none",
+    sink: str | SinkSpec | Sink | Sequence[str | SinkSpec | Sink] = "none",
     visualize: str = "overlay",
     alpha: float = 0.5,
     max_frames: int | None = None,
@@ -104,6 +114,7 @@ def run_pipeline(
     hud: bool = True,
     masks: Sequence[str] = ("color",),
     warn: Callable[[str], Any] | None = None,
+    sink_options: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Segment every frame of ``source`` and hand the result to ``sink``.
 
@@ -111,7 +122,8 @@ def run_pipeline(
         segmenter: any backend (:func:`edgeseg.runtime.open_segmenter`).
         source: a ``--source`` spec (see :func:`edgeseg.video.sources.parse_source`) or an
             opened/unopened :class:`FrameSource`.
-        sink: a ``--sink`` spec (display, none, out.mp4, a folder) or a :class:`Sink`.
+        sink: a ``--sink`` spec (display, none, out.mp4, a folder, http://...) or a
+            :class:`Sink`, or a list of them (each frame goes to all).
         visualize: overlay, mask or side-by-side (the picture a window or video shows).
         alpha: mask weight in the overlay.
         max_frames: stop after this many frames.
@@ -119,6 +131,10 @@ def run_pipeline(
         legend, hud: draw the classes present / FPS and latency on the picture.
         masks: what a folder sink writes: color, labelids, trainids, vis.
         warn: receives one-line warnings (skipped frames, reconnects) as they happen.
+        sink_options: passed to registered sink kinds (e.g. the web sink's token).
+
+    A sink with an ``on_stats(dict)`` method gets the running numbers about twice a second
+    and the final ones (with ``summary``) before it is closed.
 
     Returns the :class:`RunSummary`; the source is closed and the sink finalised in every case.
     """
@@ -130,12 +146,47 @@ def run_pipeline(
     reason = "end"
     t_first = t_last = 0.0
     ema_dt: float | None = None
-    snk: Sink | None = sink if isinstance(sink, Sink) else None
+    specs = list(sink) if isinstance(sink, (list, tuple)) else [sink]
+    opened: list[Sink] = []
+    snk: Sink | None = None
+    recent: deque[float] = deque(maxlen=_RECENT)
+    hook: Callable[[dict[str, Any]], Any] | None = None
+    next_stats = 0.0
+    failed = False
+
+    def stats() -> dict[str, Any]:
+        p50, p99 = np.percentile(np.fromiter(recent, np.float64), [50, 99]) if recent else (0, 0)
+        return {"frames": latencies.n, "fps": 1.0 / ema_dt if ema_dt else 0.0,
+                "latency_ms": {"p50": float(p50), "p99": float(p99)},
+                "dropped": src.dropped, "skipped": src.skipped}
+
+    def summarise() -> RunSummary:
+        n = latencies.n
+        elapsed = t_last - t_first if n else 0.0
+        return RunSummary(
+            frames=n,
+            dropped=src.dropped,
+            skipped=src.skipped,
+            fps=n / elapsed if elapsed > 0 else 0.0,
+            latency_ms=latencies.summary(),
+            source=src.name,
+            sink=snk.name if snk is not None else str(sink),
+            stop_reason=reason,
+            elapsed_s=elapsed,
+            stages_ms={k: v / n for k, v in stage_ms.items()} if n else dict(stage_ms),
+            warnings=list(src.warnings),
+        )
+
     try:
         renderer = Renderer(meta.classes, meta.palette, visualize, alpha, legend=legend, hud=hud)
-        if snk is None:
-            snk = open_sink(cast("str | SinkSpec", sink), classes=meta.classes, palette=meta.palette, fps=src.fps,
-                            masks=masks)
+        for spec in specs:
+            opened.append(spec if isinstance(spec, Sink) else open_sink(
+                cast("str | SinkSpec", spec), classes=meta.classes, palette=meta.palette,
+                fps=src.fps, masks=masks, **(sink_options or {})))
+        snk = opened[0] if len(opened) == 1 else TeeSink(opened)
+        hook = getattr(snk, "on_stats", None)
+        if hook is not None:
+            hook({"model": model_info(segmenter)})
         for frame in src:
             t0 = time.perf_counter()
             if latencies.n == 0:
@@ -160,6 +211,10 @@ def run_pipeline(
             t_last = t5
             last_ms = (t5 - t0) * 1e3
             latencies.add(last_ms)
+            recent.append(last_ms)
+            if hook is not None and t5 >= next_stats:
+                next_stats = t5 + _STATS_PERIOD_S
+                hook(stats())
             for name, ms in zip(STAGES, (frame.read_ms, frame.prep_ms + (t1 - t0) * 1e3,
                                          (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
                                          (t5 - t4) * 1e3)):
@@ -176,25 +231,20 @@ def run_pipeline(
             reason = "source-lost" if src.stop_reason == "source-lost" else "end"
     except KeyboardInterrupt:
         reason = "interrupted"
+    except BaseException:
+        failed = True
+        raise
     finally:
         try:
             src.close()  # stop reading first, then let the sink drain and finalise
         finally:
-            if snk is not None:
-                snk.close()
-
-    n = latencies.n
-    elapsed = t_last - t_first if n else 0.0
-    return RunSummary(
-        frames=n,
-        dropped=src.dropped,
-        skipped=src.skipped,
-        fps=n / elapsed if elapsed > 0 else 0.0,
-        latency_ms=latencies.summary(),
-        source=src.name,
-        sink=snk.name if snk is not None else str(sink),
-        stop_reason=reason,
-        elapsed_s=elapsed,
-        stages_ms={k: v / n for k, v in stage_ms.items()} if n else dict(stage_ms),
-        warnings=list(src.warnings),
-    )
+            try:
+                if hook is not None and not failed:
+                    hook({**stats(), "summary": summarise().to_dict()})
+            finally:
+                if snk is not None:
+                    snk.close()
+                else:  # an opener failed: close those already open
+                    for o in opened:
+                        o.close()
+    return summarise()

@@ -109,6 +109,14 @@ def match_sink(uri: str) -> IOKind | None:
     return _match(SINKS, uri)
 
 
+# -- registered kinds (openers named as strings: nothing here imports them) ---------------------
+register_sink(IOKind(
+    "web", "edgeseg.web.sink:open_registered", schemes=("http", "https"), live=True,
+    help="http://HOST:PORT[/path]: live page (MJPEG + stats); @ = all interfaces, no host = "
+         "127.0.0.1"))
+register_sink(IOKind(
+    "webrtc", "edgeseg.web.sink:open_registered", schemes=("webrtc",), live=True,
+    help="webrtc://HOST:PORT/name: the live page with a WebRTC (VP8) video"))
 # ROS bags through rosbags, no ROS needed (edgeseg/ros/bag.py).
 register_source(IOKind(
     "rosbag", "edgeseg.ros.bag:open_bag_capture", schemes=("rosbag2",),

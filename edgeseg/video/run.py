@@ -75,7 +75,7 @@ def load_segmenter(
 def run(
     segmenter: Segmenter,
     source: str | FrameSource,
-    sink: str = "none",
+    sink: str | Sequence[str] = "none",
     *,
     visualize: str = "overlay",
     alpha: float = 0.5,
@@ -86,11 +86,13 @@ def run(
     reconnect: int = 5,
     warn: Callable[[str], Any] | None = None,
     progress: Callable[[str, int | None], AbstractContextManager[Callable[..., Any]]] | None = None,
+    sink_options: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Run ``segmenter`` on ``source`` into ``sink`` (see :func:`run_pipeline`).
 
     ``progress(name, total)`` is a context manager yielding a ``bar(n, info=...)`` callback
-    (the CLI passes its rich bar); without it nothing is shown."""
+    (the CLI passes its rich bar); without it nothing is shown. ``sink`` may be a list (each
+    frame goes to all); ``sink_options`` reach registered kinds (the web sink's token ...)."""
 
     src = source if isinstance(source, FrameSource) else FrameSource(
         source, warn=warn, reconnect=Reconnect(attempts=reconnect))
@@ -98,7 +100,9 @@ def run(
     total = src.expected
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
-    kw: dict[str, Any] = {"legend": legend, "hud": hud, "masks": masks, "warn": warn}
+    kw: dict[str, Any] = {"legend": legend, "hud": hud, "masks": masks, "warn": warn,
+                          "sink_options": sink_options}
+    sink = sink if isinstance(sink, str) else list(sink)
     if progress is None:
         return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, **kw)
     with progress("run", total) as bar:

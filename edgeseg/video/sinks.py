@@ -29,7 +29,7 @@ from edgeseg.video.registry import SINKS, match_sink
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["MASK_FORMATS", "VIDEO_FOURCC", "Sink", "SinkSpec", "check_sink", "display_available",
+__all__ = ["MASK_FORMATS", "VIDEO_FOURCC", "Sink", "SinkSpec", "TeeSink", "check_sink", "display_available",
            "open_sink", "parse_sink"]
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -90,7 +90,12 @@ def check_sink(spec: SinkSpec, masks: Sequence[str] = ("color",)) -> None:
 
 
 class Sink(ABC):
-    """Receives each processed frame; ``write`` returns False when the user asked to stop."""
+    """Receives each processed frame; ``write`` returns False when the user asked to stop.
+
+    A sink may also define ``on_stats(stats: dict)``: the pipeline then hands it its running
+    numbers about twice a second (fps, frames, latency_ms p50/p99, dropped, skipped, model,
+    sources) and, before ``close()``, the final ones with a ``summary`` key.
+    """
 
     needs_visual = True  # whether write() needs the rendered picture
     name = "none"
@@ -106,6 +111,38 @@ class Sink(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TeeSink(Sink):
+    """Several sinks as one (repeatable ``--sink``): each frame goes to all of them; the run
+    stops when any asks to; ``on_stats`` reaches those that take it; all are closed."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+        self.needs_visual = any(s.needs_visual for s in self.sinks)
+        self.name = " + ".join(s.name for s in self.sinks)
+
+    def write(self, frame: Frame, labels: np.ndarray, vis: np.ndarray | None) -> bool:
+        keep = True
+        for s in self.sinks:
+            keep = s.write(frame, labels, vis) and keep
+        return keep
+
+    def on_stats(self, stats: dict[str, Any]) -> None:
+        for s in self.sinks:
+            hook = getattr(s, "on_stats", None)
+            if hook is not None:
+                hook(stats)
+
+    def close(self) -> None:
+        errors: list[BaseException] = []
+        for s in self.sinks:
+            try:
+                s.close()
+            except BaseException as e:  # noqa: BLE001 - every sink is finalised, first error raised
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 class NullSink(Sink):
@@ -316,12 +353,14 @@ def open_sink(
     palette: Sequence[Sequence[int]],
     fps: float | None = None,
     masks: Sequence[str] = ("color",),
+    **options: Any,
 ) -> Sink:
-    """Build the sink for a spec; ``fps`` (the source's) sets a video's rate (default 30)."""
+    """Build the sink for a spec; ``fps`` (the source's) sets a video's rate (default 30).
+    ``options`` go to registered kinds only (e.g. the web sink's token, max_clients)."""
     spec = sink if isinstance(sink, SinkSpec) else parse_sink(sink)
     if spec.kind in SINKS:
         return SINKS[spec.kind].open(spec, classes=classes, palette=palette, fps=fps,  # type: ignore[no-any-return]
-                                     masks=masks)
+                                     masks=masks, **options)
     if spec.kind == "display":
         return DisplaySink()
     if spec.kind == "video":
