@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg.deploy.sidecar import EngineSidecar, check_sidecar, file_sha256
-from edgeseg.deploy.trt_compat import BuildPlan, TrtFeatures, TrtVersion, parse_trt_version
+from edgeseg.deploy.sidecar import EngineSidecar, check_dla, check_sidecar, file_sha256
+from edgeseg.deploy.trt_compat import (
+    LEGACY_NAMES,
+    BuildPlan,
+    TrtFeatures,
+    TrtVersion,
+    parse_trt_version,
+)
 from edgeseg.errors import EdgesegError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -39,10 +47,13 @@ __all__ = [
     "build_engine",
     "current_gpu",
     "format_parser_error",
+    "init_plugins",
+    "legacy",
     "load_engine",
     "make_entropy_calibrator",
     "onnx_has_qdq",
     "onnx_model_meta",
+    "process_logger",
     "require_tensorrt",
     "resolve_profile",
     "tensorrt_available",
@@ -54,6 +65,8 @@ DOCKER_HINT = "edgeseg:jetson (docker/Dockerfile.jetson) or edgeseg:gpu"
 
 ProfileShapes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 Progress = Callable[[str, int, int], None]
+Warn = Callable[[str], None]
+HEARTBEAT_S = 10.0  # TensorRT < 10 has no progress monitor: say "still building" this often
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,21 +211,61 @@ def resolve_profile(
 # Thin TensorRT glue
 
 
-def _make_logger(trt: Any, verbose: bool = False) -> Any:
-    """A logger that prints warnings and keeps the last error for one-line messages."""
+_process: dict[str, Any] = {"logger": None, "plugins": False}
 
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.ERROR:
-                self.errors.append(" ".join(msg.split()))
-            if verbose or severity <= trt.ILogger.Severity.WARNING:
-                print(f"[TensorRT] {msg}", file=sys.stderr)
+def process_logger(trt: Any, verbose: bool = False) -> Any:
+    """The one TensorRT logger of this process (created on first use, never freed).
 
-    return _Logger()
+    ``init_libnvinfer_plugins(logger, "")`` keeps a raw pointer to its logger, so a temporary
+    logger (a function's local, torch2trt's ``ctx.logger``) would leave the plugin library a
+    dangling pointer. Every builder, runtime, parser and plugin registration here uses this one.
+    It prints warnings (everything with ``verbose``) and keeps errors for one-line messages.
+    """
+    logger = _process["logger"]
+    if logger is None:
+
+        class _Logger(trt.ILogger):  # type: ignore[misc]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+                self.verbose = False
+
+            def log(self, severity: Any, msg: str) -> None:
+                if severity <= trt.ILogger.Severity.ERROR:
+                    self.errors.append(" ".join(msg.split()))
+                    del self.errors[:-50]  # bounded: only the last ones are ever shown
+                if self.verbose or severity <= trt.ILogger.Severity.WARNING:
+                    print(f"[TensorRT] {msg}", file=sys.stderr)
+
+        logger = _process["logger"] = _Logger()
+    logger.verbose = verbose
+    return logger
+
+
+def init_plugins(trt: Any) -> Any:
+    """Register libnvinfer_plugin's creators once, with :func:`process_logger`; returns it."""
+    logger = process_logger(trt, getattr(_process["logger"], "verbose", False))
+    if not _process["plugins"]:
+        trt.init_libnvinfer_plugins(logger, "")
+        _process["plugins"] = True
+    return logger
+
+
+def legacy(obj: Any, name: str) -> Any:
+    """``obj.name`` for a TensorRT name the 10.13 stubs lack (older releases only).
+
+    The one way edgeseg code touches such names, so that mypy checks everything else against
+    the stubs; ``name`` must be listed in :data:`~edgeseg.deploy.trt_compat.LEGACY_NAMES`.
+    """
+    if name not in LEGACY_NAMES:
+        raise ValueError(f"{name!r} is not in trt_compat.LEGACY_NAMES")
+    return getattr(obj, name)
+
+
+def _last_error(logger: Any, since: int) -> str:
+    errors = logger.errors[since:] if since < len(logger.errors) else []
+    return errors[-1] if errors else "see the TensorRT log above"
 
 
 def _make_progress_monitor(trt: Any, progress: Progress) -> Any:
@@ -275,6 +328,7 @@ def build_engine(
     profile_shapes: Mapping[str, ProfileShapes] | None = None,
     model_meta: Mapping[str, Any] | None = None,
     verbose: bool = False,
+    on_warning: Warn | None = None,
 ) -> EngineSidecar:
     """Parse ``onnx_path``, build with ``plan``, write the engine and its sidecar.
 
@@ -286,9 +340,17 @@ def build_engine(
         progress: ``progress(phase, step, num_steps)`` during the build (TensorRT 10+).
         profile_shapes: ``{input: (min, opt, max)}`` for inputs with dynamic dimensions.
         model_meta: model metadata for the sidecar; default: read from the ONNX.
+        on_warning: one-line warnings (a rejected timing cache, a cache that could not be
+            saved); default: printed to stderr.
+
+    Order: every prerequisite (TensorRT, the CUDA GPU for the sidecar, the plan, calibration)
+    is checked before the build, which may take minutes; the engine's sidecar is written
+    right after the engine, before the timing cache, whose failure only warns.
     """
     require_tensorrt()
     import tensorrt as trt
+
+    warn = on_warning or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -303,9 +365,12 @@ def build_engine(
             f"INT8 on TensorRT {version.short} needs calibration: pass calibration images or a "
             "calibration cache (or build from a Q/DQ ONNX written by `edgeseg calibrate`)"
         )
+    gpu_name, cc = current_gpu()  # before the build: a CPU-only torch fails here, not after
+    meta = dict(model_meta) if model_meta is not None else onnx_model_meta(onnx_path)
 
-    logger = _make_logger(trt, verbose)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt, verbose)
+    init_plugins(trt)
+    mark = len(logger.errors)
     builder = trt.Builder(logger)
     net_flags = 0
     for name in plan.network_flags:
@@ -373,22 +438,23 @@ def build_engine(
     cache_path = Path(timing_cache_path) if timing_cache_path else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    if progress is not None and hasattr(config, "progress_monitor"):
+    if not config.set_timing_cache(timing_cache, False):
+        warn(f"timing cache {cache_path} was rejected (made on another GPU or TensorRT): "
+             "building without it; it will be replaced by this build's")
+        timing_cache = config.create_timing_cache(b"")
+        config.set_timing_cache(timing_cache, False)
+    monitor = None
+    if progress is not None and TrtFeatures(version).progress_monitor:
         monitor = _make_progress_monitor(trt, progress)  # must outlive the build
         config.progress_monitor = monitor
 
-    serialized = builder.build_serialized_network(network, config)
+    started = time.monotonic()
+    with _heartbeat(progress if monitor is None else None, started):
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        last = logger.errors[-1] if logger.errors else "see the TensorRT log above"
+        last = _last_error(logger, mark)
         raise EdgesegError(f"TensorRT {version} failed to build {onnx_path.name}: {last}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_path, serialized)
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(cache_path, config.get_timing_cache().serialize())
-
-    gpu_name, cc = current_gpu()
+    build_s = time.monotonic() - started
     sidecar = EngineSidecar(
         trt_version=str(trt.__version__),
         gpu_name=gpu_name,
@@ -397,12 +463,48 @@ def build_engine(
         input_shape=input_shape,
         profile=profile_dict,
         onnx_sha256=file_sha256(onnx_path),
-        model=dict(model_meta) if model_meta is not None else onnx_model_meta(onnx_path),
+        model=meta,
         dla_core=plan.dla_core,
         builder="onnx",
+        build_s=round(build_s, 1),
     )
-    sidecar.write(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_path, serialized)
+    sidecar.write(out_path)  # right after the engine: nothing may fail in between
+    if cache_path is not None:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(cache_path, config.get_timing_cache().serialize())
+        except (OSError, RuntimeError, AttributeError) as e:
+            warn(f"timing cache not saved to {cache_path} ({type(e).__name__}: {e}); the "
+                 "engine and its sidecar are written")
     return sidecar
+
+
+class _heartbeat:
+    """``progress("building", seconds, 0)`` every :data:`HEARTBEAT_S` while the build runs, for
+    TensorRT releases without a progress monitor (8.6): a silent multi-minute build looks hung.
+    """
+
+    def __init__(self, progress: Progress | None, started: float) -> None:
+        self.progress, self.started = progress, started
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        assert self.progress is not None
+        while not self.stop.wait(HEARTBEAT_S):
+            self.progress("building", int(time.monotonic() - self.started), 0)
+
+    def __enter__(self) -> None:
+        if self.progress is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 @dataclass
@@ -425,16 +527,21 @@ def load_engine(path: str | Path, *, check: bool = True) -> LoadedEngine:
     require_tensorrt()
     import tensorrt as trt
 
+    gpu_name = ""
     if check:
         gpu_name, cc = current_gpu()
         check_sidecar(sidecar, gpu_name, cc, trt.__version__)
-    logger = _make_logger(trt)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt)
+    init_plugins(trt)
+    mark = len(logger.errors)
     runtime = trt.Runtime(logger)
+    if sidecar.dla_core is not None:
+        # A DLA engine deserializes only with the runtime on the core it was built for.
+        check_dla(sidecar, int(runtime.num_DLA_cores), gpu_name or "this device")
+        runtime.DLA_core = int(sidecar.dla_core)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        last = logger.errors[-1] if logger.errors else "see the TensorRT log above"
-        raise EdgesegError(f"TensorRT could not load {path}: {last}")
+        raise EdgesegError(f"TensorRT could not load {path}: {_last_error(logger, mark)}")
     return LoadedEngine(engine, sidecar, runtime, logger, TrtFeatures(trt.__version__))
 
 

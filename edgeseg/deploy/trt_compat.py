@@ -34,6 +34,7 @@ import numpy as np
 from edgeseg.errors import EdgesegError
 
 __all__ = [
+    "LEGACY_NAMES",
     "MODULATED_DEFORM_PLUGIN",
     "OFFSET_LAYOUT",
     "PRECISIONS",
@@ -56,6 +57,14 @@ __all__ = [
 ]
 
 MODULATED_DEFORM_PLUGIN = "ModulatedDeformConv2d"
+
+# TensorRT names that the vendored 10.13 stubs (typings/) do not have, each with the releases
+# that have it. Code reaches them only through ``edgeseg.deploy.tensorrt.legacy(obj, name)``;
+# every other TensorRT name is checked by mypy against the stubs.
+LEGACY_NAMES = {
+    "max_workspace_size": "IBuilderConfig / torch2trt, TensorRT < 10 (10 has memory pools)",
+    "num_bindings": "ICudaEngine, TensorRT < 10 (10 names I/O tensors)",
+}
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_ALGORITHM = "EntropyCalibration2"
 
@@ -174,6 +183,11 @@ class TrtFeatures:
         return self.version.major >= 10
 
     @property
+    def has_dla(self) -> bool:
+        """DLA support (builder DLA_core, DeviceType.DLA): up to 10.x; TensorRT 11 has no DLA."""
+        return self.version.major < 11
+
+    @property
     def progress_monitor(self) -> bool:
         return self.version.major >= 10
 
@@ -240,6 +254,11 @@ def plan_build(
         raise EdgesegError(f"workspace must be a positive number of MiB, got {workspace_mib}")
     if dla_core is not None and dla_core < 0:
         raise EdgesegError(f"DLA core must be 0 or more, got {dla_core}")
+    if dla_core is not None and not feats.has_dla:
+        raise EdgesegError(
+            f"TensorRT {v.short} has no DLA support: leave out --dla-core (DLA engines need "
+            "TensorRT 10.x or 8.6, as JetPack 6 ships)"
+        )
     if dla_core is not None and precision == "fp32":
         raise EdgesegError(
             "DLA runs only fp16 or int8: pass --precision fp16 or int8, or leave out --dla-core"
@@ -272,6 +291,8 @@ def plan_build(
                 f"implicit INT8 calibration is deprecated since TensorRT 10.1 (this is {v.short}); "
                 "`edgeseg calibrate` writes a Q/DQ ONNX that TensorRT 11 can still build"
             )
+    # gpu_fallback is a standing preference ("if a DLA is used, let layers fall back"); every
+    # shipped profile sets it, so without a DLA core it is silently unused, not warned about.
     if dla_core is not None:
         if gpu_fallback:
             flags.append("GPU_FALLBACK")
@@ -280,8 +301,6 @@ def plan_build(
                 "DLA without GPU fallback fails on any layer DLA lacks (plugins such as the "
                 "deformable conv, GridSample): pass --gpu-fallback unless the network is all-DLA"
             )
-    elif gpu_fallback:
-        warnings.append("GPU fallback has no effect without a DLA core")
 
     network_flags: list[str] = []
     if feats.explicit_batch_flag:

@@ -58,9 +58,10 @@ class TensorRTSegmenter(Segmenter):
         self.sidecar = loaded.sidecar
         self._loaded = loaded  # keeps runtime and logger alive as long as the engine
         self.engine = loaded.engine
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
+        context = self.engine.create_execution_context()
+        if context is None:
             raise EdgesegError(f"TensorRT could not create an execution context for {engine_path}")
+        self.context = context
         self._by_address = loaded.features.tensor_address_execution
         self.device = torch.device("cuda", device)
         self.stream = torch.cuda.Stream(device=self.device)
