@@ -46,6 +46,7 @@ __all__ = [
     "dcnv1_mask_shape",
     "format_calibration_cache",
     "modulated_deform_fields",
+    "parity_tolerance",
     "parse_calibration_cache",
     "parse_trt_version",
     "plan_build",
@@ -324,6 +325,22 @@ def plan_build(
         dcn_plugin_version=feats.modulated_deform_plugin_version,
         warnings=tuple(warnings),
     )
+
+
+def parity_tolerance(precision: str, tf32: bool = True) -> float:
+    """rtol = atol for comparing a TensorRT engine's float output with PyTorch fp32.
+
+    TensorRT runs FP32 convolutions in TF32 on Ampere and newer unless ``BuilderFlag.TF32`` is
+    cleared (about 6e-4 through DESANet's offset conv), so fp32 with TF32 gets 3e-3, strict
+    fp32 1e-4; fp16 3e-2; int8 is judged by argmax agreement, its 3e-1 only catches garbage.
+    """
+    if precision == "fp32":
+        return 3e-3 if tf32 else 1e-4
+    if precision == "fp16":
+        return 3e-2
+    if precision == "int8":
+        return 3e-1
+    raise EdgesegError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 # ---------------------------------------------------------------------------------------------
