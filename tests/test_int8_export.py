@@ -1,0 +1,125 @@
+"""INT8 export routes (edgeseg/deploy/int8.py): which source builds the engine, one-line
+refusals naming the command that works, calibrate's cache reused for the installed TensorRT,
+calibration batches identical to inference preprocessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg.deploy import int8
+from edgeseg.deploy import trt_compat as tc
+from edgeseg.errors import EdgesegError
+
+
+def _files(tmp: Path) -> dict[str, Path]:
+    d = tmp / "int8"
+    d.mkdir()
+    out = {k: d / n for k, n in (("fp32", "model.fp32.onnx"), ("qdq", "model.int8.onnx"))}
+    for p in out.values():
+        p.write_bytes(b"onnx")
+    out["cache"] = tc.write_calibration_cache(d / "calibration.cache", "8.6.2",
+                                              {"input": 0.02, "/conv/Conv_output_0": 0.1})
+    return out
+
+
+@pytest.mark.parametrize("version", ["8.6.2", "10.3.0", "11.0.0"])
+def test_qdq_onnx_builds_everywhere(tmp_path: Path, version: str) -> None:
+    f = _files(tmp_path)
+    src = int8.plan_int8("engine", version, onnx=f["qdq"], onnx_has_qdq=True)
+    assert src.route == "qdq" and src.has_qdq and src.onnx == f["qdq"]
+    plan = tc.plan_build(version, "int8", has_qdq=src.has_qdq)
+    assert not plan.use_calibrator
+
+
+@pytest.mark.parametrize("version", ["8.6.2", "10.3.0"])
+def test_cache_finds_its_fp32_onnx(tmp_path: Path, version: str) -> None:
+    f = _files(tmp_path)
+    src = int8.plan_int8("engine", version, cache=f["cache"])
+    assert src.route == "cache" and src.onnx == f["fp32"] and src.cache == f["cache"]
+    assert tc.plan_build(version, "int8", has_qdq=src.has_qdq).use_calibrator
+
+
+def test_cache_without_its_onnx_is_refused(tmp_path: Path) -> None:
+    f = _files(tmp_path)
+    f["fp32"].unlink()
+    with pytest.raises(EdgesegError, match="pass --onnx with calibrate's model.fp32.onnx"):
+        int8.plan_int8("engine", "8.6.2", cache=f["cache"])
+
+
+def test_images_route_for_a_checkpoint(tmp_path: Path) -> None:
+    src = int8.plan_int8("engine", "8.6.2", images="frames/", weights=tmp_path / "m.pt")
+    assert src.route == "images" and src.onnx is None and src.images == "frames/"
+
+
+@pytest.mark.parametrize(
+    "fmt, version, kw, match",
+    [
+        ("engine", "11.0.0", {"images": "f/"}, "edgeseg calibrate .*model.int8.onnx"),
+        ("engine", "11.0.0", {"cache": "CACHE"}, "only from a Q/DQ ONNX"),
+        ("engine", "11.0.0", {"weights": Path("m.pt")}, "only from a Q/DQ ONNX"),
+        ("engine", "10.3.0", {"weights": Path("m.pt")}, "give --images DIR.*edgeseg calibrate"),
+        ("engine", "10.3.0", {"onnx": "FP32"}, "has no Q/DQ nodes"),
+        ("engine", "10.3.0", {"onnx": "QDQ", "onnx_has_qdq": True, "images": "f/"},
+         "give one INT8 source"),
+        ("torch2trt", "10.3.0", {"weights": Path("m.pt")}, "needs --images"),
+        ("torch2trt", "10.3.0", {"cache": "CACHE"}, "--format engine --onnx"),
+        ("torch2trt", "11.0.0", {"images": "f/"}, "torch2trt cannot calibrate"),
+        ("onnx", "10.3.0", {"images": "f/"}, "written by `edgeseg calibrate`"),
+    ],
+)
+def test_impossible_combinations_name_what_works(tmp_path: Path, fmt: str, version: str,
+                                                 kw: dict, match: str) -> None:
+    f = _files(tmp_path)
+    kw = {k: ({"CACHE": f["cache"], "FP32": f["fp32"], "QDQ": f["qdq"]}.get(v, v)
+              if isinstance(v, str) else v) for k, v in kw.items()}
+    with pytest.raises(EdgesegError, match=match) as info:
+        int8.plan_int8(fmt, version, **kw)
+    assert "\n" not in str(info.value)
+
+
+def test_torch2trt_route() -> None:
+    src = int8.plan_int8("torch2trt", "10.3.0", images="f/", weights=Path("m.pt"))
+    assert src.route == "torch2trt" and "int8_mode" in src.describe
+
+
+def test_cache_rewritten_for_the_installed_tensorrt(tmp_path: Path) -> None:
+    f = _files(tmp_path)
+    data, notes = int8.cache_for_tensorrt(f["cache"], "10.3.0.30",
+                                          ["input", "/conv/Conv_output_0", "logits"])
+    parsed = tc.parse_calibration_cache(data)
+    assert parsed.version_tag == 100300
+    assert parsed.scales == tc.read_calibration_cache(f["cache"]).scales
+    assert len(notes) == 1 and "8.6.2" in notes[0] and "10.3.0" in notes[0]
+    same, none = int8.cache_for_tensorrt(f["cache"], "8.6.2.3", ["input", "/conv/Conv_output_0"])
+    assert same == f["cache"].read_bytes() and none == []
+    with pytest.raises(EdgesegError, match="1 tensor.*'/conv/Conv_output_0'.*another export"):
+        int8.cache_for_tensorrt(f["cache"], "8.6.2", ["input"])
+
+
+def test_calibration_batches_match_inference_preprocessing(tmp_path: Path) -> None:
+    from edgeseg.runtime.base import ModelMeta
+
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(frames / f"f{i}.png"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    meta = ModelMeta.from_dict({"variant": "desanet_rn", "classes": ["a", "b"],
+                                "palette": [[0, 0, 0], [1, 1, 1]], "mean": [0.4, 0.5, 0.6],
+                                "std": [0.2, 0.25, 0.3], "input_hw": [16, 24]})
+    paths, batches = int8.calibration_batches(frames, meta, num=3, seed=1)
+    got = list(batches)
+    assert len(paths) == len(got) == 3 and all(b.shape == (1, 3, 16, 24) for b in got)
+    bgr = cv2.imread(str(paths[0]))
+    rgb = cv2.resize(bgr, (24, 16), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+    ref = (rgb - np.array([0.4, 0.5, 0.6])) / np.array([0.2, 0.25, 0.3])
+    np.testing.assert_allclose(got[0][0], ref.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
+    ds = int8.Torch2trtCalibration(paths, meta, (16, 24), device="cpu")
+    assert len(ds) == 3
+    (x,) = ds[0]
+    assert tuple(x.shape) == (3, 16, 24)  # torch2trt stacks the batch itself
+    np.testing.assert_allclose(x.numpy(), got[0][0], rtol=0, atol=0)
