@@ -223,3 +223,45 @@ def test_legacy_names_are_listed() -> None:
     assert trt_mod.legacy(obj, "max_workspace_size") == 5
     with pytest.raises(ValueError, match="LEGACY_NAMES"):
         trt_mod.legacy(obj, "max_batch_size")
+
+
+def _layers(f: Fakes, names_on_dla: dict[str, bool]) -> None:
+    layers = []
+    for name in names_on_dla:
+        layer = spec("ILayer", name=name, type="LayerType.CONVOLUTION" if "conv" in name
+                     else "LayerType.PLUGIN_V2")
+        layers.append(layer)
+    f.network.num_layers = len(layers)
+    f.network.get_layer.side_effect = lambda i: layers[i]
+    f.config.can_run_on_DLA.side_effect = lambda layer: names_on_dla[layer.name]
+
+
+def test_dla_placement_in_the_sidecar(monkeypatch, tmp_path) -> None:
+    f = Fakes(monkeypatch, tmp_path, dla_cores=2)
+    _layers(f, {"conv1": True, "dcn": False, "conv2": True})
+    side = trt_mod.build_engine(_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine",
+                                _plan(dla_core=0, gpu_fallback=True))
+    assert side.dla_placement == {"dla": 2, "gpu": 1, "gpu_layers": ["dcn (PLUGIN_V2)"]}
+    assert sc.EngineSidecar.read(tmp_path / "m.engine").dla_placement == side.dla_placement
+
+
+def test_dla_without_fallback_refused_before_the_build(monkeypatch, tmp_path) -> None:
+    f = Fakes(monkeypatch, tmp_path, dla_cores=2)
+    _layers(f, {"conv1": True, "dcn": False})
+    with pytest.raises(EdgesegError, match=r"1 layer\(s\) cannot run on DLA \(e.g. dcn"):
+        trt_mod.build_engine(_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine",
+                             _plan(dla_core=0, gpu_fallback=False))
+    assert "build" not in f.events
+
+
+def test_layer_profiler_and_top_layers() -> None:
+    from edgeseg.runtime.tensorrt_backend import make_layer_profiler, top_layers
+
+    prof = make_layer_profiler(fake_trt())
+    for ms in (1.0, 3.0):
+        prof.report_layer_time("dcn", ms)
+        prof.report_layer_time("conv", ms / 4)
+    prof.report_layer_time("head", 0.6)
+    rows = top_layers(prof.times, n=2)
+    assert [r["layer"] for r in rows] == ["dcn", "head"]
+    assert rows[0]["mean_ms"] == 2.0 and rows[0]["share"] == pytest.approx(2.0 / 3.1)

@@ -91,6 +91,8 @@ class EngineSidecar:
         dla_core: DLA core it runs on, None for GPU.
         builder: ``onnx`` (ONNX parser) or ``torch2trt``.
         build_s: seconds the TensorRT build took (None when not measured).
+        dla_placement: for DLA engines, ``{"dla": n, "gpu": m, "gpu_layers": [...]}`` from
+            the builder's per-layer ``can_run_on_DLA``.
     """
 
     trt_version: str
@@ -105,6 +107,7 @@ class EngineSidecar:
     dla_core: int | None = None
     builder: str = "onnx"
     build_s: float | None = None
+    dla_placement: dict[str, Any] | None = None
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "ProfileShapes",
     "build_engine",
     "current_gpu",
+    "dla_placement",
     "format_parser_error",
     "init_plugins",
     "legacy",
@@ -305,6 +306,23 @@ def _network_has_fp16(trt: Any, network: Any) -> bool:
     return False
 
 
+def dla_placement(config: Any, network: Any, max_listed: int = 20) -> dict[str, Any]:
+    """Which layers DLA can run and which fall back to the GPU (``can_run_on_DLA`` per layer).
+
+    ``{"dla": n, "gpu": m, "gpu_layers": ["name (TYPE)", ...]}`` with at most ``max_listed``
+    names; the builder decides the final placement, but a layer DLA cannot run always ends up
+    on the GPU (the deformable conv plugin, GridSample, Resize modes DLA lacks).
+    """
+    dla, gpu = 0, []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if config.can_run_on_DLA(layer):
+            dla += 1
+        else:
+            gpu.append(f"{layer.name} ({str(layer.type).rsplit('.', 1)[-1]})")
+    return {"dla": dla, "gpu": len(gpu), "gpu_layers": gpu[:max_listed]}
+
+
 def _dims(dims: Any) -> list[int]:
     """trt.Dims -> list (Dims indexes but does not declare __iter__)."""
     return [int(dims[k]) for k in range(len(dims))]
@@ -404,6 +422,7 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     for name in plan.builder_flags:
         config.set_flag(_enum(trt.BuilderFlag, name))
+    placement: dict[str, Any] | None = None
     if plan.dla_core is not None:
         if builder.num_DLA_cores <= plan.dla_core:
             raise EdgesegError(
@@ -412,6 +431,12 @@ def build_engine(
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
+        placement = dla_placement(config, network)
+        if placement["gpu"] and not plan.gpu_fallback:
+            raise EdgesegError(
+                f"{placement['gpu']} layer(s) cannot run on DLA (e.g. "
+                f"{placement['gpu_layers'][0]}) and GPU fallback is off: pass --gpu-fallback"
+            )
     if plan.use_calibrator:
         config.int8_calibrator = calibrator
 
@@ -467,6 +492,7 @@ def build_engine(
         dla_core=plan.dla_core,
         builder="onnx",
         build_s=round(build_s, 1),
+        dla_placement=placement,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_path, serialized)
