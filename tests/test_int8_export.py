@@ -123,3 +123,50 @@ def test_calibration_batches_match_inference_preprocessing(tmp_path: Path) -> No
     (x,) = ds[0]
     assert tuple(x.shape) == (3, 16, 24)  # torch2trt stacks the batch itself
     np.testing.assert_allclose(x.numpy(), got[0][0], rtol=0, atol=0)
+
+
+# --- torch2trt keyword arguments (defects 3, 10 and the int8 route) ---------------------------
+
+NEW_T2T = {"module", "inputs", "input_names", "output_names", "fp16_mode", "max_workspace_size",
+           "int8_mode", "int8_calib_dataset", "default_device_type", "dla_core", "gpu_fallback"}
+OLD_T2T = {"module", "inputs", "input_names", "output_names", "fp16_mode", "max_workspace_size",
+           "int8_mode", "int8_calib_dataset"}
+
+
+def test_torch2trt_workspace_applied_below_10_and_reported_above() -> None:
+    from edgeseg.deploy.torch2trt_build import torch2trt_kwargs
+
+    kw, notes = torch2trt_kwargs(tc.plan_build("8.6.2", "fp16", workspace_mib=512), NEW_T2T)
+    assert kw["max_workspace_size"] == 512 << 20 and notes == []
+    kw, notes = torch2trt_kwargs(tc.plan_build("10.3.0", "fp16", workspace_mib=512), NEW_T2T)
+    assert "max_workspace_size" not in kw
+    assert len(notes) == 1 and "512 MiB not applied" in notes[0] and "10.3" in notes[0]
+
+
+def test_torch2trt_gets_the_profiles_dla_core() -> None:
+    from types import SimpleNamespace
+
+    from edgeseg.deploy.torch2trt_build import torch2trt_kwargs
+
+    trt = SimpleNamespace(DeviceType=SimpleNamespace(DLA="DLA", GPU="GPU"))
+    plan = tc.plan_build("10.3.0", "fp16", dla_core=1, gpu_fallback=True)
+    kw, _ = torch2trt_kwargs(plan, NEW_T2T, trt)
+    assert (kw["default_device_type"], kw["dla_core"], kw["gpu_fallback"]) == ("DLA", 1, True)
+    assert kw["fp16_mode"] is True
+    with pytest.raises(EdgesegError, match="no DLA options .*--format engine"):
+        torch2trt_kwargs(plan, OLD_T2T, trt)
+    gpu, _ = torch2trt_kwargs(tc.plan_build("10.3.0", "fp16"), NEW_T2T)
+    assert "dla_core" not in gpu and gpu["gpu_fallback"] is False
+
+
+def test_torch2trt_int8_mode_takes_the_calibration_dataset() -> None:
+    from edgeseg.deploy.torch2trt_build import torch2trt_kwargs
+
+    plan = tc.plan_build("10.3.0", "int8")
+    dataset = object()
+    kw, _ = torch2trt_kwargs(plan, NEW_T2T, calib_dataset=dataset)
+    assert kw["int8_mode"] is True and kw["int8_calib_dataset"] is dataset and kw["fp16_mode"]
+    with pytest.raises(EdgesegError, match="needs --images"):
+        torch2trt_kwargs(plan, NEW_T2T)
+    with pytest.raises(EdgesegError, match="no int8_mode"):
+        torch2trt_kwargs(plan, {"module", "inputs", "fp16_mode"}, calib_dataset=dataset)
