@@ -170,3 +170,85 @@ def test_torch2trt_int8_mode_takes_the_calibration_dataset() -> None:
         torch2trt_kwargs(plan, NEW_T2T)
     with pytest.raises(EdgesegError, match="no int8_mode"):
         torch2trt_kwargs(plan, {"module", "inputs", "fp16_mode"}, calib_dataset=dataset)
+
+
+# --- engine_export: plan first, then the build with the route's calibrator --------------------
+
+
+def test_plan_engine_routes_and_profile_settings(tmp_path: Path) -> None:
+    from edgeseg.deploy.engine_export import plan_engine
+    from edgeseg.profiles import load_profile
+
+    f = _files(tmp_path)
+    orin = load_profile("jetson-agx-orin")
+    plan, src = plan_engine("engine", "int8", orin, cache=f["cache"], trt_version="8.6.2")
+    assert src is not None and src.route == "cache" and plan.use_calibrator
+    assert plan.workspace_bytes == orin.deploy.workspace_mib << 20 and not plan.warnings
+    plan, src = plan_engine("engine", "int8", orin, onnx=f["qdq"], onnx_has_qdq=True,
+                            trt_version="10.3.0")
+    assert src is not None and src.route == "qdq" and not plan.use_calibrator
+    plan, src = plan_engine("engine", "fp16", orin, trt_version="10.3.0")
+    assert src is None and plan.builder_flags == ("FP16",)
+    with pytest.raises(EdgesegError, match="for --precision int8, not fp16"):
+        plan_engine("engine", "fp16", orin, images="f/", trt_version="10.3.0")
+
+
+def test_onnx_source_refuses_deformconv_on_8_6(tmp_path: Path) -> None:
+    import json as _json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseg.deploy.engine_export import onnx_engine_source
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    node = helper.make_node("Identity", ["input"], ["y"])
+    node.op_type = "DeformConv"
+    m = helper.make_model(helper.make_graph([node], "g", [x], [y]))
+    meta = {"variant": "desanet_rn", "classes": ["a"], "palette": [[0, 0, 0]],
+            "mean": [0.5] * 3, "std": [0.5] * 3, "input_hw": [8, 8]}
+    m.metadata_props.add(key="edgeseg.meta", value=_json.dumps(meta))
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    with pytest.raises(EdgesegError, match="TensorRT 8.6 cannot import .*--dcn portable"):
+        onnx_engine_source(tmp_path / "m.onnx", "8.6.2")
+    info = onnx_engine_source(tmp_path / "m.onnx", "10.3.0")
+    assert info["dcn_op"] == "DeformConv" and not info["has_qdq"] and info["meta"].input_hw == (8, 8)
+
+
+def test_cache_route_builds_with_the_rewritten_cache(monkeypatch, tmp_path: Path) -> None:
+    from edgeseg.deploy.engine_export import build_engine_file, calibration_cache_path
+    from tests.test_tensorrt_fakes import META, Fakes, _onnx
+
+    fk = Fakes(monkeypatch, tmp_path, version="8.6.2.3")
+    onnx_path = _onnx(tmp_path / "m.onnx")
+    cache = tc.write_calibration_cache(tmp_path / "calibration.cache", "8.6.1", {"input": 0.02})
+    src = int8.plan_int8("engine", "8.6.2", onnx=onnx_path, cache=cache)
+    plan = tc.plan_build("8.6.2.3", "int8")
+    said: list[str] = []
+    side, extra = build_engine_file(onnx_path, tmp_path / "m.engine", plan, src, META,
+                                    warn=said.append)
+    calib = fk.config.int8_calibrator
+    assert tc.parse_calibration_cache(calib.read_calibration_cache()).version_tag == 8602
+    assert calibration_cache_path(tmp_path / "m.engine").is_file()
+    assert extra["int8"]["route"] == "cache" and side.precision == "int8"
+    assert any("8.6.1" in s for s in said)
+    fk.config.set_flag.assert_any_call(fk.trt.BuilderFlag.INT8)
+
+
+def test_images_route_feeds_tensorrt_calibrator(monkeypatch, tmp_path: Path) -> None:
+    from edgeseg.deploy.engine_export import build_engine_file
+    from tests.test_tensorrt_fakes import META, Fakes, _onnx
+
+    fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    onnx_path = _onnx(tmp_path / "m.onnx")
+    src = int8.plan_int8("engine", "10.3.0", images=str(frames), weights=tmp_path / "m.pt")
+    _, extra = build_engine_file(onnx_path, tmp_path / "m.engine", tc.plan_build("10.3.0", "int8"),
+                                 src, META, num_images=2)
+    calib = fk.config.int8_calibrator
+    assert calib.get_batch_size() == 1 and extra["calibration_images"] == 2
+    assert calib.read_calibration_cache() is None  # nothing cached yet: TensorRT calibrates
