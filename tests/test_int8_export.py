@@ -252,3 +252,53 @@ def test_images_route_feeds_tensorrt_calibrator(monkeypatch, tmp_path: Path) -> 
     calib = fk.config.int8_calibrator
     assert calib.get_batch_size() == 1 and extra["calibration_images"] == 2
     assert calib.read_calibration_cache() is None  # nothing cached yet: TensorRT calibrates
+
+
+# --- `edgeseg export` library entry with a fake TensorRT ----------------------------------------
+
+
+def _meta_onnx(path: Path, qdq: bool) -> Path:
+    import onnx
+
+    from edgeseg.deploy.artifact import write_onnx_metadata
+    from edgeseg.runtime.base import ModelMeta
+    from tests.test_tensorrt_fakes import META
+    from tests.test_tensorrt_pure import _tiny_onnx
+
+    _tiny_onnx(path, qdq=qdq)
+    m = onnx.load(str(path))
+    write_onnx_metadata(m, ModelMeta.from_dict({**META, "precision": "int8" if qdq else "fp32"}))
+    onnx.save(m, str(path))
+    return path
+
+
+def test_export_builds_int8_engine_from_calibrates_qdq_onnx(monkeypatch, tmp_path: Path) -> None:
+    from edgeseg.cli.export import export
+    from edgeseg.deploy.sidecar import EngineSidecar
+    from tests.test_tensorrt_fakes import Fakes
+
+    fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
+    qdq = _meta_onnx(tmp_path / "model.int8.onnx", qdq=True)
+    fk.config.int8_calibrator = None
+    r = export(tmp_path / "m.engine", onnx=qdq, fmt="engine", profile="jetson-agx-orin")
+    assert r["precision"] == "int8" and r["int8"]["route"] == "qdq"  # profile said fp16
+    fk.config.set_flag.assert_any_call(fk.trt.BuilderFlag.INT8)
+    assert fk.config.int8_calibrator is None  # explicit quantization: no calibrator
+    assert EngineSidecar.read(tmp_path / "m.engine").model["precision"] == "int8"
+    assert fk.events[0] == "gpu"
+
+
+def test_export_builds_from_calibrates_cache(monkeypatch, tmp_path: Path) -> None:
+    from edgeseg.cli.export import export
+    from tests.test_tensorrt_fakes import Fakes
+
+    fk = Fakes(monkeypatch, tmp_path, version="8.6.2.3")
+    d = tmp_path / "int8"
+    d.mkdir()
+    _meta_onnx(d / "model.fp32.onnx", qdq=False)
+    cache = tc.write_calibration_cache(d / "calibration.cache", "8.6.2", {"x": 0.02, "y": 0.1})
+    r = export(tmp_path / "m.engine", calibration_cache=cache, fmt="engine", precision="int8")
+    assert r["int8"]["route"] == "cache" and r["source"] == str(d / "model.fp32.onnx")
+    assert fk.config.int8_calibrator.read_calibration_cache() == cache.read_bytes()
+    with pytest.raises(EdgesegError, match="give --images DIR"):
+        export(tmp_path / "n.engine", onnx=d / "model.fp32.onnx", fmt="engine", precision="int8")
