@@ -43,7 +43,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, machine_line, write_section  # noqa: E402
+from _docs import DOC, machine_line, write_section
+
 VARIANTS = ("desanet-hn", "desanet-rn")
 TARGET_SPEEDUP = 1.5
 TARGET_EFFICIENCY = {"desanet-rn": 1.0, "desanet-hn": 0.7}
@@ -54,9 +55,9 @@ def log(msg: str) -> None:
 
 
 def export(variant: str, hw: tuple[int, int], dcn: str, out: Path) -> Path:
+    from edgeseg.artifacts.checkpoint import default_meta
     from edgeseg.deploy.onnx import export_onnx
     from edgeseg.models.desanet import build_model
-    from edgeseg.train.checkpoint import default_meta
 
     if not out.exists():
         log(f"exporting {out.name}")
@@ -354,11 +355,11 @@ def run_hardnet_pad(hw: tuple[int, int], rounds: int, workdir: Path) -> dict[str
     """DESANet-HN as is vs with 16-padded harmonic layers, onnxruntime, interleaved."""
     import torch
 
+    from edgeseg.artifacts.checkpoint import default_meta
     from edgeseg.deploy.onnx import export_onnx
     from edgeseg.models.desanet import build_model
     from edgeseg.models.summary import count_gflops
     from edgeseg.runtime.onnxruntime_backend import make_session
-    from edgeseg.train.checkpoint import default_meta
 
     torch.manual_seed(0)
     model = build_model("desanet-hn", aux=False).eval()

@@ -37,16 +37,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from edgeseg.artifacts.checkpoint import default_meta
 from edgeseg.bench.timing import LatencyStats
 from edgeseg.deploy.onnx import export_onnx, parity_input
 from edgeseg.models.desanet import build_model
 from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeSegmenter, physical_cores
 from edgeseg.runtime.torch_backend import TorchSegmenter
-from edgeseg.train.checkpoint import default_meta
 
 START, END = "<!-- export_parity:start -->", "<!-- export_parity:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, cpu_model, load_average, write_section  # noqa: E402
+from _docs import DOC, cpu_model, load_average, write_section
 
 VARIANTS = ("desanet-hn", "desanet-rn")
 MODES = ("native", "portable")

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, write_section  # noqa: E402
+from _docs import DOC, write_section
 
 SPEED_TARGET, AGREEMENT_TARGET = 1.8, 0.98
 VARIANTS = ("default", "entropy", "minmax", "quantize-logits", "float-resize", "per-tensor",
@@ -95,7 +95,7 @@ def random_model(variant: str) -> Any:
 
 def describe_checkpoint(path: Path) -> str:
     """``trained checkpoint x.pt: 1500 iterations, batch 8, 128x256 crops`` (what it knows)."""
-    from edgeseg.train.checkpoint import load_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
     cfg = ckpt.get("config") or {}
@@ -120,10 +120,10 @@ def session(path: Path, threads: int, level: str = "ORT_ENABLE_ALL") -> Any:
 def bench_model(variant: str, args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     import onnx
 
+    from edgeseg.artifacts.checkpoint import default_meta, load_model
     from edgeseg.deploy import quantize as q
     from edgeseg.deploy.onnx import export_onnx
     from edgeseg.runtime import open_segmenter
-    from edgeseg.train.checkpoint import default_meta, load_model
 
     hw = (args.height, args.width)
     weights = getattr(args, f"weights_{variant.split('-')[1]}")

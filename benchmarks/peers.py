@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import machine_line, write_section  # noqa: E402
-from bench_targets import log  # noqa: E402
+from _docs import machine_line, write_section
+from bench_targets import log
 
 MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "desanet-hn",
           "desanet-rn")
@@ -67,8 +67,8 @@ def build(name: str) -> Any:
 
 
 def export(name: str, model: Any, hw: tuple[int, int], out: Path) -> Path:
+    from edgeseg.artifacts.checkpoint import default_meta
     from edgeseg.deploy.onnx import export_onnx
-    from edgeseg.train.checkpoint import default_meta
 
     if not out.exists():
         log(f"exporting {out.name}")

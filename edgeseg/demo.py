@@ -68,14 +68,14 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
     ``on_step(stage)`` starts each stage; ``on_train(iteration, total, loss)`` follows training.
     """
     from edgeseg.bench.report import run_bench, strip_samples
-    from edgeseg.cli.export import export
-    from edgeseg.cli.run import run
-    from edgeseg.cli.train import evaluate
     from edgeseg.data.synthetic import write_synthetic_cityscapes
+    from edgeseg.deploy.export import export
     from edgeseg.deploy.quantize import calibrate
     from edgeseg.runtime import open_segmenter
     from edgeseg.train.config import load_train_config
+    from edgeseg.train.evaluate import evaluate
     from edgeseg.train.loop import train
+    from edgeseg.video.run import run
 
     s = settings
     out.mkdir(parents=True, exist_ok=True)

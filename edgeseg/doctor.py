@@ -283,7 +283,7 @@ def _arch_check(py: PythonFacts) -> Check | None:
 
 def evaluate(f: Facts) -> list[Check]:
     """The rows of the doctor table, in a fixed order."""
-    from edgeseg.deploy.sidecar import DLA_CORES
+    from edgeseg.artifacts.sidecar import DLA_CORES
 
     py = f.python
     gpu_box = f.jetson or py.gpu_name is not None

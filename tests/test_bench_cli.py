@@ -40,9 +40,9 @@ def _json(r: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def rn_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained DESANet-RN (the faster of the two to export) as ONNX at 64x128."""
+    from edgeseg.artifacts.checkpoint import default_meta
     from edgeseg.deploy.onnx import export_onnx
     from edgeseg.models.desanet import build_model
-    from edgeseg.train.checkpoint import default_meta
 
     out = tmp_path_factory.mktemp("bench") / "desanet-rn.onnx"
     model = build_model("desanet-rn", aux=False).eval()

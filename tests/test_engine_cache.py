@@ -16,7 +16,7 @@ from edgeseg.artifacts.engine_cache import (
     EngineKey,
     default_cache_dir,
 )
-from edgeseg.deploy.sidecar import EngineSidecar
+from edgeseg.artifacts.sidecar import EngineSidecar
 from edgeseg.errors import EdgesegError
 
 KEY = EngineKey.make("ab" * 32, "10.3.0.30", "Orin", "8.7", None, "fp16", [1, 3, 512, 1024])

@@ -21,7 +21,7 @@ import onnx
 import pytest
 import torch
 
-from edgeseg.deploy.artifact import META_KEY, atomic_output, read_onnx_metadata
+from edgeseg.artifacts.files import META_KEY, atomic_output, read_onnx_metadata
 from edgeseg.deploy.onnx import add_labels_output, count_ops, export_onnx, parity_input
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeSegmenter, make_session

@@ -101,7 +101,7 @@ def test_cache_rewritten_for_the_installed_tensorrt(tmp_path: Path) -> None:
 
 
 def test_calibration_batches_match_inference_preprocessing(tmp_path: Path) -> None:
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.meta import ModelMeta
 
     rng = np.random.default_rng(0)
     frames = tmp_path / "frames"
@@ -260,8 +260,8 @@ def test_images_route_feeds_tensorrt_calibrator(monkeypatch, tmp_path: Path) -> 
 def _meta_onnx(path: Path, qdq: bool) -> Path:
     import onnx
 
-    from edgeseg.deploy.artifact import write_onnx_metadata
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.files import write_onnx_metadata
+    from edgeseg.artifacts.meta import ModelMeta
     from tests.test_tensorrt_fakes import META
     from tests.test_tensorrt_pure import _tiny_onnx
 
@@ -273,8 +273,8 @@ def _meta_onnx(path: Path, qdq: bool) -> Path:
 
 
 def test_export_builds_int8_engine_from_calibrates_qdq_onnx(monkeypatch, tmp_path: Path) -> None:
-    from edgeseg.cli.export import export
-    from edgeseg.deploy.sidecar import EngineSidecar
+    from edgeseg.deploy.export import export
+    from edgeseg.artifacts.sidecar import EngineSidecar
     from tests.test_tensorrt_fakes import Fakes
 
     fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
@@ -289,7 +289,7 @@ def test_export_builds_int8_engine_from_calibrates_qdq_onnx(monkeypatch, tmp_pat
 
 
 def test_export_builds_from_calibrates_cache(monkeypatch, tmp_path: Path) -> None:
-    from edgeseg.cli.export import export
+    from edgeseg.deploy.export import export
     from tests.test_tensorrt_fakes import Fakes
 
     fk = Fakes(monkeypatch, tmp_path, version="8.6.2.3")

@@ -419,18 +419,21 @@ def _detect(
     compatible: str | None = None,
     release: str | None = None,
     gpus: list[str] | None = None,
+    mounted: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> prof.Detection:
     paths = {}
     for key, content in (
         ("model_path", model),
         ("compatible_path", compatible),
         ("release_path", release),
+        ("mounted_model_path", mounted),
     ):
         p = tmp_path / key
         if content is not None:
             p.write_bytes(content.encode())
         paths[key] = p  # a path that does not exist = not a Jetson
-    return detect(**paths, gpu_names=lambda: list(gpus or []))
+    return detect(**paths, environ=dict(env or {}), gpu_names=lambda: list(gpus or []))
 
 
 @pytest.mark.parametrize(
@@ -500,7 +503,7 @@ def test_detect_old_jetson_has_no_profile(tmp_path: Path, model: str) -> None:
 def test_detect_discrete_gpus_and_cpu(tmp_path: Path) -> None:
     for name in ("NVIDIA GeForce GTX 1080 Ti", "GeForce GTX 1080 Ti"):
         assert _detect(tmp_path, gpus=[name]) == prof.Detection(
-            "gtx1080ti", f"NVIDIA GPU 0: {name!r}"
+            "gtx1080ti", f"NVIDIA GPU 0: {name!r}", (), "gpu-name"
         )
     other = _detect(tmp_path, gpus=["NVIDIA H100 80GB HBM3"])
     assert other.profile == "x86-cpu" and "'NVIDIA H100 80GB HBM3' has no" in other.warnings[0]
@@ -516,11 +519,88 @@ def test_detect_profile_warns_and_auto_loads(
     monkeypatch.setattr(detection, "DEVICE_TREE_MODEL", model)
     monkeypatch.setattr(detection, "DEVICE_TREE_COMPATIBLE", tmp_path / "none")
     monkeypatch.setattr(detection, "TEGRA_RELEASE", tmp_path / "none")
+    monkeypatch.setattr(detection, "MOUNTED_MODEL", tmp_path / "none")
+    for var in (detection.ENV_BOARD, detection.ENV_PROFILE):
+        monkeypatch.delenv(var, raising=False)
     with pytest.warns(ProfileWarning, match="Orin NX"):
         assert detect_profile() == "jetson-orin-nano"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileWarning)
         assert load_profile("auto").name == "jetson-orin-nano"
+
+
+# Inside a container: Docker masks /proc/device-tree and L4T images have an empty release file.
+AGX_ORIN_MODEL = "NVIDIA Jetson AGX Orin Developer Kit\x00"
+R36_RELEASE = "# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n"
+
+
+def test_detect_in_a_container_without_the_host_files_misses_the_jetson(tmp_path: Path) -> None:
+    # What issue 20 found: masked device tree + empty release file -> the CPU fallback.
+    found = _detect(tmp_path, release="")
+    assert (found.profile, found.source) == ("x86-cpu", "fallback")
+    # The host's release file mounted read-only: an Orin, but which one is a guess (warned).
+    guessed = _detect(tmp_path, release=R36_RELEASE)
+    assert (guessed.profile, guessed.source) == ("jetson-orin-nano", "nv_tegra_release")
+    assert detection.ENV_BOARD in guessed.warnings[0]
+
+
+def test_detect_board_variable_and_mounted_model(tmp_path: Path) -> None:
+    dirs = iter(tmp_path / str(i) for i in range(5))  # one fresh directory per case
+    for d in (tmp_path / str(i) for i in range(5)):
+        d.mkdir()
+    board = {detection.ENV_BOARD: AGX_ORIN_MODEL.rstrip("\x00")}
+    found = _detect(next(dirs), release=R36_RELEASE, env=board)
+    assert (found.profile, found.source) == ("jetson-agx-orin", "env:EDGESEG_BOARD")
+    assert found.warnings == () and "$EDGESEG_BOARD" in found.reason
+    # The variable beats a readable device tree (explicit wins), as NUL-terminated text too.
+    nano = {detection.ENV_BOARD: "NVIDIA Jetson Orin Nano Developer Kit\x00"}
+    assert _detect(next(dirs), model=AGX_ORIN_MODEL, env=nano).profile == "jetson-orin-nano"
+    # jetson-containers' copy of the model file at /tmp/nv_jetson_model.
+    mounted = _detect(next(dirs), mounted=AGX_ORIN_MODEL, release="")
+    assert (mounted.profile, mounted.source) == ("jetson-agx-orin", "mounted-model")
+    # An empty variable (the README's run line on a host without the file) counts as absent.
+    empty = _detect(next(dirs), model=AGX_ORIN_MODEL, env={detection.ENV_BOARD: ""})
+    assert (empty.profile, empty.source) == ("jetson-agx-orin", "device-tree-model")
+    # An old Jetson named by the variable has no profile, as from the file.
+    with pytest.raises(EdgesegError, match=r"Jetson Nano.*\$EDGESEG_BOARD.*has no edgeseg"):
+        _detect(next(dirs), env={detection.ENV_BOARD: "NVIDIA Jetson Nano Developer Kit"})
+
+
+def test_detect_profile_variable_wins(tmp_path: Path) -> None:
+    env = {detection.ENV_PROFILE: " jetson-agx-xavier ", detection.ENV_BOARD: AGX_ORIN_MODEL}
+    found = _detect(tmp_path, model=AGX_ORIN_MODEL, env=env, gpus=["NVIDIA GeForce GTX 1080 Ti"])
+    assert (found.profile, found.source) == ("jetson-agx-xavier", "env:EDGESEG_PROFILE")
+    with pytest.raises(EdgesegError, match=r"EDGESEG_PROFILE=auto: name a profile"):
+        _detect(tmp_path, env={detection.ENV_PROFILE: "auto"})
+
+
+def test_detect_with_source_names_every_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = {
+        "env:EDGESEG_PROFILE": {"env": {detection.ENV_PROFILE: "x86-cpu"}},
+        "env:EDGESEG_BOARD": {"env": {detection.ENV_BOARD: AGX_ORIN_MODEL}},
+        "device-tree-model": {"model": AGX_ORIN_MODEL},
+        "mounted-model": {"mounted": AGX_ORIN_MODEL},
+        "device-tree-compatible": {"compatible": "nvidia,p3701-0005\x00nvidia,tegra234\x00"},
+        "nv_tegra_release": {"release": R36_RELEASE},
+        "gpu-name": {"gpus": ["NVIDIA GeForce GTX 1080 Ti"]},
+        "fallback": {},
+    }
+    assert tuple(cases) == detection.SOURCES
+    for source, kwargs in cases.items():
+        sub = tmp_path / source.replace(":", "_")
+        sub.mkdir()
+        assert _detect(sub, **kwargs).source == source
+    # detect_with_source: the (profile, source) pair, from the real module paths.
+    for name in ("DEVICE_TREE_MODEL", "DEVICE_TREE_COMPATIBLE", "TEGRA_RELEASE"):
+        monkeypatch.setattr(detection, name, tmp_path / "none")
+    monkeypatch.setattr(detection, "MOUNTED_MODEL", tmp_path / "device-tree-model" / "model_path")
+    monkeypatch.delenv(detection.ENV_PROFILE, raising=False)
+    monkeypatch.setenv(detection.ENV_BOARD, "")
+    assert detection.detect_with_source() == ("jetson-agx-orin", "mounted-model")
+    monkeypatch.setenv(detection.ENV_PROFILE, "gtx1080ti")
+    assert detection.detect_with_source() == ("gtx1080ti", "env:EDGESEG_PROFILE")
 
 
 def test_from_dict_without_source() -> None:

@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgeseg.deploy.artifact import read_onnx_metadata
+from edgeseg.artifacts.files import read_onnx_metadata
 from edgeseg.deploy.quantize import (
     CACHE_NAME,
     DEFAULT_EXCLUDE,
@@ -358,8 +358,8 @@ def _assert_one_line_error(r: Any, message: str, parent: Path) -> None:
 
 def _fake_onnx(tmp: Path, *, meta: bool = True, shape: tuple[int, ...] = (1, 3, *HW),
                dtype: int = TensorProto.FLOAT) -> Path:
-    from edgeseg.deploy.artifact import write_onnx_metadata
-    from edgeseg.train.checkpoint import default_meta
+    from edgeseg.artifacts.checkpoint import default_meta
+    from edgeseg.artifacts.files import write_onnx_metadata
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["input"], ["logits"])], "g",
@@ -445,10 +445,10 @@ def test_failure_mid_run_leaves_nothing(calibrated, tmp_path: Path) -> None:
 
 
 def test_already_quantized_onnx_is_refused(tmp_path: Path) -> None:
-    from edgeseg.deploy.artifact import write_onnx_metadata
+    from edgeseg.artifacts.checkpoint import default_meta
+    from edgeseg.artifacts.files import write_onnx_metadata
+    from edgeseg.artifacts.meta import ModelMeta
     from edgeseg.deploy.quantize import check_fp32_onnx
-    from edgeseg.runtime.base import ModelMeta
-    from edgeseg.train.checkpoint import default_meta
 
     path = _fake_onnx(tmp_path)
     model = onnx.load(str(path))

@@ -129,7 +129,7 @@ def test_unknown_option_is_a_readable_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_read_artifact_meta_of_checkpoint_and_onnx(checkpoint: Path) -> None:
-    from edgeseg.deploy.artifact import artifact_kind, read_artifact_meta
+    from edgeseg.artifacts.files import artifact_kind, read_artifact_meta
 
     onnx_path, _ = exported("desanet-hn", "portable")
     a, b = read_artifact_meta(checkpoint), read_artifact_meta(onnx_path)

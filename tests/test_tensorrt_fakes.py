@@ -15,8 +15,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from edgeseg.deploy import sidecar as sc
+from edgeseg.artifacts import sidecar as sc
 from edgeseg.deploy import tensorrt as trt_mod
+from edgeseg.runtime import trt_engine
 from edgeseg.deploy import trt_compat as tc
 from edgeseg.errors import EdgesegError, MissingDependencyError
 from tests.trt_fakes import fake_trt, spec
@@ -69,8 +70,9 @@ class Fakes:
         self.trt.Runtime.return_value = self.runtime
         self.build_delay = 0.0
         monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
-        monkeypatch.setattr(trt_mod, "_process", {"logger": None, "plugins": False})
-        monkeypatch.setattr(trt_mod, "current_gpu", self._gpu)
+        monkeypatch.setattr(trt_engine, "_process", {"logger": None, "plugins": False})
+        monkeypatch.setattr(trt_mod, "current_gpu", self._gpu)  # the builder's
+        monkeypatch.setattr(trt_engine, "current_gpu", self._gpu)  # load_engine's
         self.gpu: Any = ("Orin", "8.7")
 
     def _gpu(self, device: int = 0) -> tuple[str, str]:
@@ -149,7 +151,7 @@ def test_one_process_wide_logger(monkeypatch, tmp_path) -> None:
     trt_mod.build_engine(tmp_path / "m.onnx", engine, _plan())
     trt_mod.load_engine(engine)
     monkeypatch.setattr(conv, "_tensorrt", lambda: f.trt)
-    logger = trt_mod._process["logger"]
+    logger = trt_engine._process["logger"]
     assert isinstance(logger, f.trt.ILogger)
     f.trt.init_libnvinfer_plugins.assert_called_once_with(logger, "")
     assert all(c.args == (logger,) for c in f.trt.Builder.call_args_list + f.trt.Runtime.call_args_list)

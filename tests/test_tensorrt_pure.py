@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.deploy import sidecar as sc
+from edgeseg.artifacts import sidecar as sc
 from edgeseg.deploy import tensorrt as trt_mod
 from edgeseg.deploy import trt_compat as tc
 from edgeseg.errors import EdgesegError, MissingDependencyError
@@ -431,7 +431,7 @@ def test_file_sha256(tmp_path) -> None:
 
 
 def test_meta_from_sidecar() -> None:
-    from edgeseg.runtime.tensorrt_backend import meta_from_sidecar
+    from edgeseg.artifacts.sidecar import meta_from_sidecar
 
     meta = meta_from_sidecar(_sidecar(precision="int8"))
     assert meta.variant == "desanet_hn" and meta.precision == "int8"

@@ -238,9 +238,9 @@ def _ctx(case: dict[str, Any], network: EmulatedNetwork) -> SimpleNamespace:
 
 @pytest.fixture
 def use_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    from edgeseg.deploy import tensorrt as trt_mod
+    from edgeseg.runtime import trt_engine
 
-    monkeypatch.setattr(trt_mod, "_process", {"logger": None, "plugins": False})
+    monkeypatch.setattr(trt_engine, "_process", {"logger": None, "plugins": False})
 
     def install(*args: Any, dcn: str = "auto", **kw: Any) -> Any:
         trt = fake_trt(*args, **kw)
@@ -597,7 +597,7 @@ def test_converter_registers_plugins_with_the_process_logger(use_trt: Callable) 
     or a temporary, always the one process-wide logger, registered once."""
     from unittest import mock
 
-    from edgeseg.deploy import tensorrt as trt_mod
+    from edgeseg.runtime import trt_engine as trt_mod
 
     trt = use_trt("10.3.0", plugins=("1",))
     trt.init_libnvinfer_plugins = mock.Mock(return_value=True)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgeseg.artifacts.checkpoint import load_checkpoint
 from edgeseg.errors import EdgesegError
-from edgeseg.train.checkpoint import load_checkpoint
 from edgeseg.train.config import load_train_config
 from edgeseg.train.evaluate import ConfusionMatrix
 from edgeseg.train.loop import train
@@ -109,7 +109,7 @@ def test_cpu_amp_is_bfloat16_where_the_cpu_has_it(
     seen: list[torch.dtype] = []
     forward = DESANet.forward
 
-    def spy(self, x):  # noqa: ANN001, ANN202
+    def spy(self, x):
         out = forward(self, x)
         seen.append(out[0].dtype)
         return out
@@ -169,7 +169,7 @@ def test_sampler_shards_like_one_process() -> None:
     one = ResumableDistributedSampler(10, seed=1)
     r0 = ResumableDistributedSampler(10, seed=1, rank=0, world_size=2)
     r1 = ResumableDistributedSampler(10, seed=1, rank=1, world_size=2)
-    take = lambda s, n: [k for _, k in zip(range(n), iter(s))]  # noqa: E731
+    take = lambda s, n: [k for _, k in zip(range(n), iter(s))]
     merged = [k for pair in zip(take(r0, 15), take(r1, 15)) for k in pair]
     assert merged == take(one, 30)
     # resuming at position 7 continues the same stream; epochs are permutations

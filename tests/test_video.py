@@ -20,8 +20,9 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime.base import ModelMeta, Segmenter
 from edgeseg.video.overlay import Renderer, blend, classes_present, colorize, palette_lut
 from edgeseg.video.pipeline import run_pipeline
+from edgeseg.video.reader import FrameSource, Reconnect
 from edgeseg.video.sinks import parse_sink
-from edgeseg.video.sources import FrameSource, Reconnect, gstreamer_available, parse_source
+from edgeseg.video.sources import gstreamer_available, parse_source
 
 H, W = 64, 128
 BLUE, RED = (255, 0, 0), (0, 0, 255)  # BGR

@@ -74,7 +74,7 @@ def _resolve_source(
     weights: Path | None, onnx: Path | None, engine: Path | None,
     random_init: bool, model: str | None, step: Step, cost_only: bool = False,
 ) -> _Source:
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.meta import ModelMeta
 
     given = [n for n, v in (("--weights", weights), ("--onnx", onnx), ("--engine", engine)) if v]
     if random_init:
@@ -91,8 +91,8 @@ def _resolve_source(
     if random_init:
         if model is None:
             raise EdgesegError("--random-init needs --model (desanet-hn or desanet-rn)")
+        from edgeseg.artifacts.checkpoint import default_meta
         from edgeseg.models.desanet import VARIANTS, build_model
-        from edgeseg.train.checkpoint import default_meta
 
         if model not in VARIANTS:
             raise EdgesegError(f"unknown model '{model}': expected one of {', '.join(VARIANTS)}")
@@ -104,13 +104,13 @@ def _resolve_source(
     if not path.is_file():
         raise EdgesegError(f"{what} not found: {path}")
     if weights is not None:
-        from edgeseg.train.checkpoint import load_model
+        from edgeseg.artifacts.checkpoint import load_model
 
         step(f"loading {path.name}")
         loaded, ckpt_meta = load_model(path)
         return _Source("checkpoint", path, ckpt_meta, loaded)
     if onnx is not None:
-        from edgeseg.deploy.artifact import read_onnx_metadata
+        from edgeseg.artifacts.files import read_onnx_metadata
 
         return _Source("onnx", path, read_onnx_metadata(path))
     # An engine: to run it TensorRT must be importable before anything else is worth doing;
@@ -119,8 +119,7 @@ def _resolve_source(
         from edgeseg.deploy.tensorrt import require_tensorrt
 
         require_tensorrt()
-    from edgeseg.deploy.sidecar import EngineSidecar
-    from edgeseg.runtime.tensorrt_backend import meta_from_sidecar
+    from edgeseg.artifacts.sidecar import EngineSidecar, meta_from_sidecar
 
     engine_meta: ModelMeta = meta_from_sidecar(EngineSidecar.read(path))
     return _Source("engine", path, engine_meta)
@@ -191,7 +190,7 @@ class _Artifacts:
 
     def _int8(self, hw: tuple[int, int]) -> Path:
         if self.onnx_int8 is not None:
-            from edgeseg.deploy.artifact import read_onnx_metadata
+            from edgeseg.artifacts.files import read_onnx_metadata
 
             m = read_onnx_metadata(self.onnx_int8)
             if tuple(m.input_hw) != hw and not m.extra.get("dynamic"):
@@ -241,7 +240,7 @@ def _open_segmenter(
     if config.backend == "torch":
         import torch
 
-        from edgeseg.runtime.base import ModelMeta
+        from edgeseg.artifacts.meta import ModelMeta
         from edgeseg.runtime.torch_backend import TorchSegmenter
 
         if config.precision == "int8":
@@ -263,7 +262,7 @@ def _open_segmenter(
     if config.backend == "onnxruntime":
         path = arts.onnx(config.precision, hw)
         opts: dict[str, Any] = {"threads": threads}
-        from edgeseg.deploy.artifact import read_onnx_metadata
+        from edgeseg.artifacts.files import read_onnx_metadata
 
         if tuple(read_onnx_metadata(path).input_hw) != hw:
             opts["input_hw"] = hw

@@ -1,326 +1,20 @@
-"""`edgeseg export`: checkpoint -> ONNX, TensorRT engine (via the ONNX parser) or torch2trt engine.
+"""`edgeseg export`: options, one call to :func:`edgeseg.deploy.export.export`, the report.
 
-Defaults come from a device profile (input size, precision, TensorRT workspace / DLA); flags
-override it. Every artifact carries the model metadata, and every export is checked against
-PyTorch before it is written (see :mod:`edgeseg.deploy.onnx`).
-
-Precision: an ONNX is fp32 unless ``--precision fp16`` is given explicitly (an fp16 graph, for
-TensorRT 11's strongly typed builds); a profile's precision applies to engines only. The INT8
-(Q/DQ) ONNX comes from `edgeseg calibrate`; INT8 engines are built here from it (``--onnx
-model.int8.onnx``), from its cache (``--calibration-cache``, TensorRT 8.6), or by TensorRT
-calibrating on ``--images`` (see :mod:`edgeseg.deploy.int8`).
+The formats and what each needs are the table in :mod:`edgeseg.deploy.formats`
+(`edgeseg export --formats` prints it with what this machine can build).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, existing_file, progress
+from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
 from edgeseg.errors import EdgesegError
 
-__all__ = ["FORMATS", "export", "export_cli"]
-
-PRECISIONS = ("fp32", "fp16", "int8")
-DCN_MODES = ("native", "portable")
-DEFAULT_HW = (512, 1024)
-# profile deploy.backend -> default --format
-_FORMAT_OF_BACKEND = {"tensorrt": "engine", "onnxruntime": "onnx", "torch": "onnx"}
-
-Step = Callable[[str], None]
-
-
-def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
-    if value is not None and value not in choices:
-        raise EdgesegError(f"{flag}: expected one of {', '.join(choices)}, got '{value}'")
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# One function per format: (model, meta, out, settings, step) -> report
-
-
-def _to_onnx(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
-    from edgeseg.deploy.onnx import export_onnx
-
-    return export_onnx(
-        model, meta, out, height=s["height"], width=s["width"], dcn=s["dcn"] or "native",
-        dynamic=s["dynamic"], argmax=s["argmax"], opset=s["opset"],
-        fp16=s["precision"] == "fp16", step=step,
-    )
-
-
-def _to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
-    """ONNX (portable DCN when this TensorRT's parser lacks DeformConv) -> TensorRT builder."""
-    from edgeseg.deploy.engine_export import build_engine_file
-    from edgeseg.deploy.onnx import export_onnx
-
-    plan = s["plan"]  # made by export() before the model loaded
-    dcn = s["dcn"]
-    if plan.needs_portable_dcn:
-        if dcn == "native":
-            raise EdgesegError(
-                f"TensorRT {plan.trt_version.short} cannot import ONNX DeformConv (10.1+ can): "
-                "use --dcn portable or leave --dcn out"
-            )
-        dcn = "portable"
-    onnx_path = out.with_suffix(".onnx")
-    report = export_onnx(
-        model, meta, onnx_path, height=s["height"], width=s["width"], dcn=dcn or "native",
-        dynamic=s["dynamic"], argmax=s["argmax"], opset=s["opset"],
-        fp16=plan.requires_fp16_onnx, step=step,
-    )
-    h, w = report["meta"]["input_hw"]
-    shapes = None
-    if s["dynamic"]:  # batch 1; spatial sizes from half to twice the export size
-        lo, hi = (1, 3, max(32, h // 2), max(32, w // 2)), (1, 3, 2 * h, 2 * w)
-        shapes = {"input": (lo, (1, 3, h, w), hi)}
-    model_meta = dict(report["meta"], precision=plan.precision)
-    sidecar, extra = build_engine_file(
-        onnx_path, out, plan, s["int8"], model_meta, profile_shapes=shapes,
-        num_images=s["num_images"], seed=s["seed"], step=step, progress=s["build_progress"],
-        warn=_warn,
-    )
-    return {
-        "path": str(out),
-        "format": "engine",
-        "bytes": out.stat().st_size,
-        "precision": plan.precision,
-        "tensorrt": sidecar.trt_version,
-        "gpu": sidecar.gpu_name,
-        "dcn": dcn or "native",
-        "dcn_op": report["dcn_op"],
-        "opset": report["opset"],
-        "nodes": report["nodes"],
-        "onnx": {k: v for k, v in report.items() if k != "meta"},
-        "parity": report.get("parity"),
-        "meta": model_meta,
-        **extra,
-    }
-
-
-def _onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
-    """An ONNX given with --onnx (e.g. calibrate's model.int8.onnx) -> TensorRT builder."""
-    from edgeseg.deploy.engine_export import build_engine_file
-
-    plan, info = s["plan"], s["onnx_info"]
-    if plan.requires_fp16_onnx and not info["fp16"]:
-        raise EdgesegError(
-            f"TensorRT {plan.trt_version.short} builds fp16 only from an fp16 ONNX: export one "
-            "with `edgeseg export --format onnx --precision fp16`"
-        )
-    model_meta = dict(info["meta"].to_dict(), precision=plan.precision)
-    sidecar, extra = build_engine_file(
-        onnx_path, out, plan, s["int8"], model_meta, num_images=s["num_images"],
-        seed=s["seed"], step=step, progress=s["build_progress"], warn=_warn,
-    )
-    return {"path": str(out), "format": "engine", "bytes": out.stat().st_size,
-            "precision": plan.precision, "tensorrt": sidecar.trt_version, "gpu": sidecar.gpu_name,
-            "dcn_op": info["dcn_op"], "nodes": info["nodes"], "parity": None,
-            "meta": model_meta, **extra}
-
-
-def _warn(msg: str) -> None:
-    console.print(f"[yellow]warning:[/] {msg}", soft_wrap=True, highlight=False)
-
-
-def _to_torch2trt(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
-    """torch2trt with our deformable-conv / grid_sample converters; engine + sidecar."""
-    from edgeseg.deploy.torch2trt_build import convert_torch2trt
-
-    int8 = s["int8"]
-    report = convert_torch2trt(
-        model, meta, out, s["plan"], height=s["height"], width=s["width"], dcn=s["dcn"],
-        images=int8.images if int8 is not None else None, num_images=s["num_images"],
-        seed=s["seed"], step=step,
-    )
-    for note in report["notes"]:
-        _warn(note)
-    return report
-
-
-FORMATS: dict[str, Callable[..., dict[str, Any]]] = {
-    "onnx": _to_onnx,
-    "engine": _to_engine,
-    "torch2trt": _to_torch2trt,
-}
-
-
-def _steps(fmt: str, argmax: bool) -> int:
-    onnx_steps = 5 if argmax else 4  # load, trace, check, parity (, argmax)
-    return {"onnx": onnx_steps, "engine": onnx_steps + 1, "torch2trt": 2}.get(fmt, onnx_steps)
-
-
-# ---------------------------------------------------------------------------------------------
-# Library entry
-
-
-def export(
-    out: Path,
-    *,
-    weights: Path | None = None,
-    fmt: str | None = None,
-    profile: str | None = None,
-    precision: str | None = None,
-    height: int | None = None,
-    width: int | None = None,
-    dcn: str | None = None,
-    dynamic: bool = False,
-    argmax: bool = False,
-    opset: int = 19,
-    random_init: bool = False,
-    model: str | None = None,
-    onnx: Path | None = None,
-    images: str | None = None,
-    calibration_cache: Path | None = None,
-    num_images: int | None = None,
-    seed: int = 0,
-    step: Step | None = None,
-    build_progress: Callable[[str, int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Library entry of `edgeseg export`; returns the report printed by ``--json``.
-
-    Exactly one model source: ``weights`` (a checkpoint), ``random_init=True`` with ``model``
-    (a variant name; an untrained network for speed and export studies), or ``onnx`` (an ONNX
-    to build into an engine, e.g. calibrate's ``model.int8.onnx``; only with --format engine).
-    INT8 engines: ``images`` (TensorRT / torch2trt calibrate on ``num_images`` of them),
-    ``calibration_cache`` (calibrate's cache with its ``model.fp32.onnx``) or a Q/DQ ``onnx``.
-    """
-    say = step or (lambda _msg: None)
-    # Everything that can be checked without torch is checked first.
-    if fmt is not None and fmt not in FORMATS:
-        raise EdgesegError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
-    _choice("--precision", precision, PRECISIONS)
-    _choice("--dcn", dcn, DCN_MODES)
-    if calibration_cache is not None:
-        existing_file(Path(calibration_cache), "calibration cache")
-    if calibration_cache is not None and onnx is None and weights is None and not random_init:
-        onnx = Path(calibration_cache).parent / "model.fp32.onnx"  # calibrate wrote it there
-    sources = [n for n, v in (("--weights", weights), ("--random-init", random_init),
-                              ("--onnx", onnx)) if v]
-    if not sources:
-        raise EdgesegError(
-            "no model: give --weights CKPT, --onnx MODEL.onnx, or --random-init --model VARIANT "
-            "for an untrained one"
-        )
-    if len(sources) > 1:
-        raise EdgesegError(f"give either --weights, --onnx or --random-init, not "
-                           f"{' and '.join(sources)}")
-    if weights is not None and model is not None:
-        raise EdgesegError("--model goes with --random-init; a checkpoint names its own variant")
-    if random_init and model is None:
-        raise EdgesegError("--random-init needs --model (desanet-hn or desanet-rn)")
-    if weights is not None:
-        existing_file(weights, "checkpoint")
-    if onnx is not None:
-        existing_file(Path(onnx), "ONNX file")
-    if num_images is not None and num_images < 1:
-        raise EdgesegError(f"--num-images must be at least 1, got {num_images}")
-    if Path(out).is_dir():
-        raise EdgesegError(f"--out is a directory: {out} (give a file name)")
-    _check_suffix(Path(out), fmt)
-
-    prof = None
-    if profile is not None:
-        from edgeseg.profiles import load_profile
-
-        prof = load_profile(profile)
-    if fmt is None:
-        fmt = _FORMAT_OF_BACKEND.get(prof.deploy.backend, "onnx") if prof else "onnx"
-        _check_suffix(Path(out), fmt)
-    settings: dict[str, Any] = {
-        "height": height or (prof.deploy.height if prof else None),
-        "width": width or (prof.deploy.width if prof else None),
-        # ONNX precision only from the flag; engines fall back to the profile's
-        "precision": precision or ("fp32" if fmt == "onnx" or prof is None else prof.deploy.precision),
-        "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "plan": None,
-        "int8": None, "num_images": num_images or _default_images(prof), "seed": seed,
-        "build_progress": build_progress, "onnx_info": None,
-    }
-    if fmt == "onnx" and settings["precision"] == "int8":
-        raise EdgesegError(
-            "an INT8 ONNX (Q/DQ nodes) is written by `edgeseg calibrate`; export fp32 or fp16 here"
-        )
-    if onnx is not None and fmt != "engine":
-        raise EdgesegError(
-            f"--onnx builds TensorRT engines (--format engine); --format {fmt} needs --weights"
-        )
-    if fmt == "torch2trt" and (dynamic or argmax):
-        raise EdgesegError(
-            "torch2trt engines have a static shape and a logits output: leave out --dynamic "
-            "and --argmax, or use --format engine"
-        )
-    if fmt in ("engine", "torch2trt"):
-        _plan(fmt, settings, prof, onnx=Path(onnx) if onnx else None, images=images,
-              cache=Path(calibration_cache) if calibration_cache else None, weights=weights)
-    if onnx is not None:
-        report = _onnx_to_engine(Path(onnx), Path(out), settings, say)
-        report["source"] = str(onnx)
-        if prof is not None:
-            report["profile"] = prof.name
-        return report
-
-    from edgeseg.train.checkpoint import default_meta, load_model
-
-    if weights is not None:
-        say(f"loading {Path(weights).name}")
-        net, meta = load_model(weights)
-    else:
-        from edgeseg.models.desanet import build_model
-
-        say(f"building an untrained {model}")
-        net = build_model(str(model), aux=False).eval()
-        meta = default_meta(net.variant, DEFAULT_HW)
-        meta.extra["random_init"] = True
-    settings["height"] = settings["height"] or meta.input_hw[0]
-    settings["width"] = settings["width"] or meta.input_hw[1]
-    report = FORMATS[fmt](net, meta, Path(out), settings, say)
-    report["source"] = str(weights) if weights is not None else f"random-init {model}"
-    if prof is not None:
-        report["profile"] = prof.name
-    return report
-
-
-def _check_suffix(out: Path, fmt: str | None) -> None:
-    """The file name must say what it is: later commands pick the runtime from the suffix."""
-    from edgeseg.deploy.artifact import ARTIFACT_SUFFIXES
-
-    if fmt is None:
-        return
-    kind = "onnx" if fmt == "onnx" else "engine"
-    if ARTIFACT_SUFFIXES.get(out.suffix.lower()) != kind:
-        want = ", ".join(k for k, v in ARTIFACT_SUFFIXES.items() if v == kind)
-        raise EdgesegError(f"--out {out.name}: --format {fmt} writes a file ending in {want}")
-
-
-def _default_images(prof: Any) -> int:
-    from edgeseg.deploy.int8 import DEFAULT_CALIBRATION_IMAGES
-
-    return int(prof.calibration.images) if prof is not None else DEFAULT_CALIBRATION_IMAGES
-
-
-def _plan(fmt: str, s: dict[str, Any], prof: Any, *, onnx: Path | None, images: str | None,
-          cache: Path | None, weights: Path | None) -> None:
-    """Build plan and INT8 route into ``s`` for the installed TensorRT, before any model loads;
-    one-line error when there is none."""
-    from edgeseg.deploy.engine_export import onnx_engine_source, plan_engine
-    from edgeseg.deploy.tensorrt import tensorrt_version
-
-    has_qdq = False
-    if onnx is not None:
-        s["onnx_info"] = onnx_engine_source(onnx, tensorrt_version())
-        has_qdq = s["onnx_info"]["has_qdq"]
-        if has_qdq and s["precision"] != "int8":
-            s["precision"] = "int8"  # a Q/DQ ONNX is INT8 whatever the profile says
-    s["plan"], s["int8"] = plan_engine(fmt, s["precision"], prof, onnx=onnx, onnx_has_qdq=has_qdq,
-                                       images=images, cache=cache, weights=weights)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command
+__all__ = ["export_cli"]
 
 OnnxOpt = typer.Option(
     None, "--onnx", help="Build an engine from this ONNX (e.g. calibrate's model.int8.onnx)."
@@ -374,13 +68,21 @@ def export_cli(
     num_images: int | None = typer.Option(
         None, "--num-images", min=1, help="INT8 --images to use (default: the profile's)."
     ),
+    formats: bool = typer.Option(
+        False, "--formats", help="List the export formats and which this machine can build."
+    ),
     json_: bool = JsonOpt,
 ) -> None:
+    from edgeseg.deploy.export import export, export_steps
+
+    if formats:
+        _print_formats(json_)
+        return
     if out is None:
         raise EdgesegError("--out is required: the file to write (.onnx or .engine)")
-    with progress("export", _steps(fmt or "onnx", argmax), transient=True) as bar:
+    with progress("export", export_steps(fmt or "onnx", argmax), transient=True) as bar:
 
-        def build_progress(phase: str, i: int, n: int) -> None:
+        def build_progress(phase: str, i: int, n: int) -> None:  # TensorRT's build phases
             bar.note(f"{phase} {i}/{n}" if n else f"{phase}: {i} s")
 
         report = export(
@@ -393,7 +95,29 @@ def export_cli(
     if json_:
         emit_json(report)
         return
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     _print_report(report)
+
+
+def _print_formats(json_: bool) -> None:
+    from rich.table import Table
+
+    from edgeseg.deploy.formats import availability
+
+    rows = availability()
+    if json_:
+        emit_json({"formats": rows})
+        return
+    table = Table(title="edgeseg export formats")
+    for col in ("format", "writes", "precisions", "requires", "here"):
+        table.add_column(col)
+    for r in rows:
+        here = "[green]yes[/]" if r["available"] else "[red]no[/]: " + "; ".join(
+            f"{m['name']}: {m['reason']} ({m['install']})" for m in r["missing"])
+        table.add_row(r["format"], r["writes"], ", ".join(r["precisions"]),
+                      ", ".join(r["requires"]), here)
+    console.print(table)
 
 
 def _print_report(r: dict[str, Any]) -> None:
@@ -424,8 +148,9 @@ def _print_report(r: dict[str, Any]) -> None:
         rows.append(("INT8", r["int8"]["source"]))
     if r.get("dla_placement"):
         p = r["dla_placement"]
-        rows.append(("DLA layers", f"{p['dla']} on DLA core {r.get('dla_core')}, {p['gpu']} on "
-                     f"the GPU" + (f" ({', '.join(p['gpu_layers'][:5])})" if p["gpu_layers"] else "")))
+        listed = f" ({', '.join(p['gpu_layers'][:5])})" if p["gpu_layers"] else ""
+        placed = f"{p['dla']} on DLA core {r.get('dla_core')}, {p['gpu']} on the GPU{listed}"
+        rows.append(("DLA layers", placed))
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)

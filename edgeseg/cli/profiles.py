@@ -77,12 +77,14 @@ def show_cli(
     if json_:
         out: dict[str, Any] = {"name": profile.name, "source": profile.source}
         if detection is not None:
-            out["detected"] = {"reason": detection.reason, "warnings": list(detection.warnings)}
+            out["detected"] = {"source": detection.source, "reason": detection.reason,
+                               "warnings": list(detection.warnings)}
         out.update(profile.to_dict())
         emit_json(out)
         return
     if detection is not None:
-        console.print(f"auto -> [bold]{detection.profile}[/] ({detection.reason})", soft_wrap=True)
+        console.print(f"auto -> [bold]{detection.profile}[/] ({detection.reason}; source: "
+                      f"{detection.source})", soft_wrap=True)
         for w in detection.warnings:
             console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     from rich.table import Table

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
-from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.base import Segmenter
     from edgeseg.video.pipeline import RunSummary
-    from edgeseg.video.sources import FrameSource
 
 SOURCE_HELP = (
     "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
@@ -29,71 +25,6 @@ MASKS_HELP = (
     "Folder sink: comma list of color (palette PNG), labelids (Cityscapes label ids), "
     "trainids, vis (the visualisation)."
 )
-
-
-def pick_model(
-    weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
-) -> tuple[Path, str]:
-    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``."""
-    given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
-             if p is not None]
-    if len(given) != 1:
-        raise EdgesegError("give exactly one of --weights, --onnx, --engine")
-    return given[0]
-
-
-def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
-    """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
-    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there."""
-    from edgeseg.runtime import open_segmenter
-
-    opts: dict[str, Any] = {}
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
-            opts.update(device="cuda", argmax=True)
-    if profile is not None:
-        from edgeseg.profiles import load_profile
-
-        prof = load_profile(profile)
-        if backend == "torch":
-            opts["input_hw"] = prof.deploy.input_hw
-    return open_segmenter(path, backend=backend, **opts)
-
-
-def run(
-    segmenter: Segmenter,
-    source: str | FrameSource,
-    sink: str = "none",
-    *,
-    visualize: str = "overlay",
-    alpha: float = 0.5,
-    max_frames: int | None = None,
-    masks: Sequence[str] = ("color",),
-    legend: bool = True,
-    hud: bool = True,
-    reconnect: int = 5,
-    warn: Callable[[str], Any] | None = None,
-    show_progress: bool = False,
-) -> RunSummary:
-    """Run ``segmenter`` on ``source`` into ``sink`` (see :func:`run_pipeline`); a progress bar
-    on a terminal with ``show_progress``."""
-    from edgeseg.video.pipeline import run_pipeline
-    from edgeseg.video.sources import FrameSource, Reconnect
-
-    src = source if isinstance(source, FrameSource) else FrameSource(
-        source, warn=warn, reconnect=Reconnect(attempts=reconnect))
-    src.open()
-    total = src.expected
-    if max_frames is not None:
-        total = min(total, max_frames) if total else max_frames
-    kw: dict[str, Any] = {"legend": legend, "hud": hud, "masks": masks, "warn": warn}
-    if not show_progress:
-        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, **kw)
-    with progress("run", total, transient=True) as bar:
-        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, bar, **kw)
 
 
 def _quiet_opencv() -> None:
@@ -130,8 +61,9 @@ def run_cli(
 ) -> None:
     _quiet_opencv()
     from edgeseg.video.overlay import check_visualize
+    from edgeseg.video.reader import FrameSource, Reconnect
+    from edgeseg.video.run import load_segmenter, pick_model, run
     from edgeseg.video.sinks import check_sink, display_available, parse_sink
-    from edgeseg.video.sources import FrameSource, Reconnect
 
     def warn(msg: str) -> None:
         console.print(f"[yellow]warning:[/] {msg}", soft_wrap=True, highlight=False)
@@ -155,7 +87,7 @@ def run_cli(
     summary = run(
         seg, src, sink, visualize=visualize, alpha=alpha, max_frames=max_frames,
         masks=mask_list, legend=legend, hud=hud,
-        warn=warn, show_progress=True,
+        warn=warn, progress=lambda name, total: progress(name, total, transient=True),
     )
     if json_:
         emit_json(summary.to_dict())

@@ -104,29 +104,15 @@ def eval_cli(
     ),
     json_: bool = JsonOpt,
 ) -> None:
-    report = evaluate(weights, data, split, save_pred)
+    from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.train.evaluate import evaluate
+
+    with progress("eval", len(CityscapesDataset(data, split))) as bar:
+        report = evaluate(weights, data, split, save_pred, on_image=bar)
     if json_:
         emit_json(report)
     else:
         _print_eval(report, title=f"{weights.name} on {split}")
-
-
-def evaluate(
-    weights: Path, data: Path, split: str = "val", save_pred: Path | None = None
-) -> dict:
-    """Library entry of `edgeseg eval`: one confusion matrix over the split."""
-    from edgeseg.data.cityscapes import CityscapesDataset
-    from edgeseg.runtime import open_segmenter
-    from edgeseg.train.evaluate import evaluate_segmenter
-
-    dataset = CityscapesDataset(data, split)
-    seg = open_segmenter(weights)
-    items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
-    with progress("eval", len(dataset)) as bar:
-        return evaluate_segmenter(
-            lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),
-            save_pred=save_pred, on_image=bar,
-        )
 
 
 def _print_eval(report: dict, title: str) -> None:

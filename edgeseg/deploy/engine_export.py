@@ -84,7 +84,7 @@ def onnx_engine_source(onnx: Path, plan_version: Any) -> dict[str, Any]:
     TensorRT can parse its deformable conv."""
     import onnx as onnx_lib
 
-    from edgeseg.deploy.artifact import meta_from_props
+    from edgeseg.artifacts.files import meta_from_props
 
     if not onnx.is_file():
         raise EdgesegError(f"ONNX file not found: {onnx}")
@@ -112,9 +112,9 @@ def build_engine_file(
     """Build ``onnx_path`` into ``out`` (+ sidecar); returns (sidecar, report extras)."""
     import onnx as onnx_lib
 
+    from edgeseg.artifacts.meta import ModelMeta
     from edgeseg.deploy.int8 import cache_for_tensorrt, calibration_batches
     from edgeseg.deploy.tensorrt import build_engine, make_entropy_calibrator
-    from edgeseg.runtime.base import ModelMeta
 
     say = step or (lambda _m: None)
     notes: list[str] = []

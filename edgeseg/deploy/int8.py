@@ -35,7 +35,7 @@ from edgeseg.deploy.trt_compat import (
 from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "DEFAULT_CALIBRATION_IMAGES",

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,14 +44,16 @@ from typing import Any
 import numpy as np
 
 from edgeseg import __version__
-from edgeseg.deploy.artifact import atomic_output, write_onnx_metadata
+from edgeseg.artifacts.files import atomic_output, write_onnx_metadata
+from edgeseg.artifacts.meta import ModelMeta
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta
 
 __all__ = [
     "DCN_MODES",
     "MIN_AGREEMENT",
+    "MIN_TORCH",
     "add_labels_output",
+    "check_exporter",
     "count_ops",
     "export_onnx",
     "parity_input",
@@ -58,6 +62,11 @@ __all__ = [
 DCN_MODES = ("native", "portable")
 MIN_OPSET = 19  # DeformConv
 MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99}
+# torch.onnx.export gained custom_translation_table= and optimize= in 2.6 (read from the 2.5.1 and
+# 2.6.0 wheels); 2.5's export swallows unknown keywords (**_), which would silently drop the
+# DeformConv translation, so an older exporter is refused instead.
+MIN_TORCH = "2.6"
+EXPORTER_OPTIONS = ("custom_translation_table", "optimize")
 INPUT_NAME, LOGITS_NAME, LABELS_NAME = "input", "logits", "labels"
 
 Step = Callable[[str], None]
@@ -91,6 +100,22 @@ def _translation_table() -> dict[Any, Any]:
     import torchvision.ops  # noqa: F401 - registers torch.ops.torchvision.*
 
     return {torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_onnx}
+
+
+def check_exporter(export: Callable[..., Any], torch_version: str) -> None:
+    """Raise a one-line EdgesegError for a torch whose ``torch.onnx.export`` lacks an option
+    :func:`export_onnx` passes: any torch older than :data:`MIN_TORCH`, or an exporter that
+    declares its options (it has ``dynamo``) without these (a pre-release build)."""
+    m = re.match(r"(\d+)\.(\d+)", torch_version)
+    too_old = m is not None and (int(m[1]), int(m[2])) < tuple(map(int, MIN_TORCH.split(".")))
+    params = inspect.signature(export).parameters
+    missing = [name for name in EXPORTER_OPTIONS if name not in params]
+    if too_old or ("dynamo" in params and missing):
+        raise EdgesegError(
+            f"ONNX export needs torch >= {MIN_TORCH}: torch {torch_version}'s torch.onnx.export "
+            f"has no {' or '.join(missing or EXPORTER_OPTIONS)} option (export in edgeseg:cpu, "
+            "see docker/README.md)"
+        )
 
 
 def count_ops(model: Any) -> Counter[str]:
@@ -228,6 +253,7 @@ def export_onnx(
     import onnx
     import torch
 
+    check_exporter(torch.onnx.export, torch.__version__)
     say = step or (lambda _msg: None)
     out = Path(out)
     if dcn not in DCN_MODES:

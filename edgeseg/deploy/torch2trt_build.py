@@ -87,12 +87,12 @@ def convert_torch2trt(
     import numpy as np
     import torch
 
-    from edgeseg.deploy.artifact import atomic_output
+    from edgeseg.artifacts.files import atomic_output
+    from edgeseg.artifacts.meta import ModelMeta
+    from edgeseg.artifacts.sidecar import EngineSidecar
     from edgeseg.deploy.onnx import parity_input
-    from edgeseg.deploy.sidecar import EngineSidecar
     from edgeseg.deploy.tensorrt import current_gpu, require_tensorrt
     from edgeseg.deploy.torch2trt_converters import register
-    from edgeseg.runtime.base import ModelMeta
 
     say = step or (lambda _m: None)
     trt = require_tensorrt()

@@ -25,7 +25,14 @@ overrides) and :mod:`.detection` (which profile fits this machine). They import 
 standard library and PyYAML, so ``edgeseg profiles list`` and ``--help`` stay fast.
 """
 
-from edgeseg.profiles.detection import Detection, detect, detect_profile
+from edgeseg.profiles.detection import (
+    ENV_BOARD,
+    ENV_PROFILE,
+    Detection,
+    detect,
+    detect_profile,
+    detect_with_source,
+)
 from edgeseg.profiles.schema import (
     BACKENDS,
     DEVICE_KINDS,
@@ -68,8 +75,11 @@ __all__ = [
     "Profile",
     "ProfileWarning",
     "apply_overrides",
+    "ENV_BOARD",
+    "ENV_PROFILE",
     "detect",
     "detect_profile",
+    "detect_with_source",
     "list_profiles",
     "load_profile",
     "profile_path",

@@ -46,7 +46,7 @@ class Backend:
     """A runtime backend: the artifact kind it reads and how to open one."""
 
     name: str
-    artifact: str  # "checkpoint", "onnx" or "engine" (edgeseg.deploy.artifact.artifact_kind)
+    artifact: str  # "checkpoint", "onnx" or "engine" (edgeseg.artifacts.files.artifact_kind)
     open: Callable[..., Segmenter]
 
 
@@ -71,7 +71,7 @@ def open_segmenter(path_or_ckpt: str | Path, backend: str | None = None, **opts:
         opts: backend options, e.g. ``device``, ``channels_last``, ``fp16`` (torch),
             ``threads``, ``providers`` (onnxruntime), ``input_hw`` (torch, dynamic ONNX).
     """
-    from edgeseg.deploy.artifact import artifact_kind
+    from edgeseg.artifacts.files import artifact_kind
 
     path = Path(path_or_ckpt)
     kind = artifact_kind(path)

@@ -8,10 +8,11 @@ pre- and post-processing are shared so every backend sees byte-identical inputs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = ["ModelMeta", "Segmenter", "argmax_classes"]
 
@@ -29,36 +30,6 @@ def argmax_classes(logits: np.ndarray) -> np.ndarray:
         np.putmask(labels, better, c)
         np.maximum(best, logits[c], out=best)
     return labels
-
-
-@dataclass
-class ModelMeta:
-    """What every artifact (checkpoint, ONNX, engine sidecar) carries about its model."""
-
-    variant: str
-    classes: list[str]
-    palette: list[tuple[int, int, int]]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_hw: tuple[int, int]
-    precision: str = "fp32"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
-        return cls(
-            variant=str(d["variant"]),
-            classes=list(d["classes"]),
-            palette=[tuple(int(v) for v in c) for c in d["palette"]],  # type: ignore[misc]
-            mean=tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
-            input_hw=(int(d["input_hw"][0]), int(d["input_hw"][1])),
-            precision=str(d.get("precision", "fp32")),
-            extra=dict(d.get("extra", {})),
-        )
 
 
 class Segmenter(ABC):

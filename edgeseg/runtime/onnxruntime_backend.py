@@ -143,7 +143,7 @@ class OnnxRuntimeSegmenter(Segmenter):
         providers: list[str] | None = None,
         input_hw: tuple[int, int] | None = None,
     ) -> None:
-        from edgeseg.deploy.artifact import meta_from_props
+        from edgeseg.artifacts.files import meta_from_props
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -1,6 +1,6 @@
 """TensorRT backend: runs a serialized engine, with I/O buffers as torch CUDA tensors.
 
-Loading goes through :func:`edgeseg.deploy.tensorrt.load_engine`, which refuses an engine built
+Loading goes through :func:`edgeseg.runtime.trt_engine.load_engine`, which refuses an engine built
 for another GPU architecture or TensorRT release (from its sidecar) before deserializing it.
 TensorRT 10+ runs by tensor address on a torch stream (``execute_async_v3``); 8.6 by bindings
 (``execute_v2``), as ``trt_compat.TrtFeatures.tensor_address_execution`` decides.
@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.deploy.sidecar import EngineSidecar
-from edgeseg.deploy.trt_compat import trt_dtype_to_numpy
+from edgeseg.artifacts.sidecar import meta_from_sidecar
+from edgeseg.artifacts.trt_version import trt_dtype_to_numpy
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta, Segmenter
+from edgeseg.runtime.base import Segmenter
 
-__all__ = ["TensorRTSegmenter", "make_layer_profiler", "meta_from_sidecar", "top_layers"]
+__all__ = ["TensorRTSegmenter", "make_layer_profiler", "top_layers"]
 
 
 def top_layers(times: dict[str, list[float]], n: int = 10) -> list[dict[str, Any]]:
@@ -46,20 +46,6 @@ def make_layer_profiler(trt: Any) -> Any:
     return LayerProfiler()
 
 
-def meta_from_sidecar(sidecar: EngineSidecar) -> ModelMeta:
-    """The model metadata an engine carries; precision and input size from the engine itself."""
-    d = dict(sidecar.model)
-    d.setdefault("input_hw", list(sidecar.input_shape[-2:]))
-    d["precision"] = sidecar.precision
-    try:
-        return ModelMeta.from_dict(d)
-    except (KeyError, TypeError, ValueError) as e:
-        raise EdgesegError(
-            f"engine sidecar has no usable model metadata (missing {e}): rebuild the engine from "
-            "an ONNX written by `edgeseg export`"
-        ) from None
-
-
 class TensorRTSegmenter(Segmenter):
     """A Segmenter running a TensorRT engine (``model.engine`` + ``model.engine.json``).
 
@@ -72,7 +58,7 @@ class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
     def __init__(self, engine_path: str | Path, *, check: bool = True, device: int = 0) -> None:
-        from edgeseg.deploy.tensorrt import load_engine
+        from edgeseg.runtime.trt_engine import load_engine
 
         self.engine_path = Path(engine_path)
         loaded = load_engine(self.engine_path, check=check)

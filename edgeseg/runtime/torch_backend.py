@@ -79,7 +79,7 @@ class TorchSegmenter(Segmenter):
     @classmethod
     def from_checkpoint(cls, path: str | Path, **opts: Any) -> TorchSegmenter:
         """Load a checkpoint written by `edgeseg train` (or ``save_model_only``)."""
-        from edgeseg.train.checkpoint import load_model
+        from edgeseg.artifacts.checkpoint import load_model
 
         model, meta = load_model(path)
         seg = cls(model, meta, **opts)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfusionMatrix", "evaluate_segmenter", "evaluate_model"]
+__all__ = ["ConfusionMatrix", "evaluate", "evaluate_model", "evaluate_segmenter"]
 
 
 class ConfusionMatrix:
@@ -97,3 +97,25 @@ def evaluate_model(model: Any, dataset: Any, classes: list[str], device: str = "
         return evaluate_segmenter(predict, items, classes)
     finally:
         model.train(was_training)
+
+
+def evaluate(
+    weights: str | Path,
+    data: str | Path,
+    split: str = "val",
+    save_pred: str | Path | None = None,
+    *,
+    on_image: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Library entry of `edgeseg eval`: one confusion matrix of a model (any artifact) over a
+    Cityscapes-layout split; ``on_image(1)`` after each image."""
+    from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.runtime import open_segmenter
+
+    dataset = CityscapesDataset(data, split)
+    seg = open_segmenter(weights)
+    items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
+    return evaluate_segmenter(
+        lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),
+        save_pred=Path(save_pred) if save_pred is not None else None, on_image=on_image,
+    )

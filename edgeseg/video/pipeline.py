@@ -17,8 +17,9 @@ import numpy as np
 
 from edgeseg.runtime.base import Segmenter
 from edgeseg.video.overlay import Renderer
+from edgeseg.video.reader import FrameSource
 from edgeseg.video.sinks import Sink, SinkSpec, open_sink
-from edgeseg.video.sources import FrameSource, SourceSpec
+from edgeseg.video.sources import SourceSpec
 
 __all__ = ["RunSummary", "run_pipeline"]
 

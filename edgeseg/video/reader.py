@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.video.frame import Frame
 from edgeseg.video.sources import Capture, SourceSpec, list_images, open_capture, parse_source
 
 if TYPE_CHECKING:
@@ -51,18 +52,6 @@ class Reconnect:
 
     def delay(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-
-
-@dataclass
-class Frame:
-    """One frame: ``index`` counts frames read (gaps = dropped), ``name`` names outputs."""
-
-    index: int
-    image: np.ndarray
-    name: str
-    batch: np.ndarray | None = None  # pre-processed on the reader thread (files only)
-    read_ms: float = 0.0
-    prep_ms: float = 0.0
 
 
 class _Handoff:
@@ -260,7 +249,9 @@ class FrameSource:
             self._warn_cb(msg)
 
     def _deliver(self, img: np.ndarray, name: str, read_ms: float) -> None:
-        frame = Frame(self._read, img, name, read_ms=read_ms)
+        frame = Frame(self._read, img, name, read_ms=read_ms,
+                      stamp_ns=getattr(self._cap, "last_stamp_ns", None),
+                      frame_id=str(getattr(self._cap, "last_frame_id", "") or ""))
         if self.prepare is not None and not self.spec.live:
             t = time.perf_counter()
             frame.batch = self.prepare(img)

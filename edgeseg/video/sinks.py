@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.video.frame import Frame
 from edgeseg.video.overlay import colorize, palette_lut
-from edgeseg.video.sources import Frame
+from edgeseg.video.registry import SINKS, match_sink
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -48,10 +49,14 @@ class SinkSpec:
 
 
 def parse_sink(spec: str) -> SinkSpec:
-    """``display``, ``none``, ``out.mp4`` / ``out.avi`` (video), or a folder (existing, or a
-    path ending in ``/``, or one without a suffix)."""
+    """``display``, ``none``, ``out.mp4`` / ``out.avi`` (video), a folder (existing, or a
+    path ending in ``/``, or one without a suffix), or any kind in :mod:`edgeseg.video.registry`
+    (matched first, by scheme or suffix)."""
     s = spec.strip()
     low = s.lower()
+    entry = match_sink(s)
+    if entry is not None:
+        return SinkSpec(entry.kind, s, s)
     if low in ("display", "window", "show"):
         return SinkSpec("display", "", s)
     if low in ("none", "null", ""):
@@ -314,6 +319,9 @@ def open_sink(
 ) -> Sink:
     """Build the sink for a spec; ``fps`` (the source's) sets a video's rate (default 30)."""
     spec = sink if isinstance(sink, SinkSpec) else parse_sink(sink)
+    if spec.kind in SINKS:
+        return SINKS[spec.kind].open(spec, classes=classes, palette=palette, fps=fps,  # type: ignore[no-any-return]
+                                     masks=masks)
     if spec.kind == "display":
         return DisplaySink()
     if spec.kind == "video":

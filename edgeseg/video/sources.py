@@ -13,15 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from edgeseg.errors import EdgesegError
+from edgeseg.video.registry import SOURCES, match_source
 
-if TYPE_CHECKING:
-    from edgeseg.video.reader import Frame, FrameSource, Reconnect
-
-__all__ = ["IMAGE_SUFFIXES", "LIVE_KINDS", "Frame", "FrameSource", "Reconnect", "SourceSpec",
+__all__ = ["IMAGE_SUFFIXES", "LIVE_KINDS", "SourceSpec",
            "csi_pipeline", "gstreamer_available", "list_images", "open_capture", "parse_source"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -43,6 +41,7 @@ class SourceSpec:
     spec: str
     api: str = "any"  # any | v4l2 | gstreamer | ffmpeg
     options: dict[str, int] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)  # ?key=value of a registered kind
 
     @property
     def live(self) -> bool:
@@ -99,11 +98,18 @@ def parse_source(spec: str | int) -> SourceSpec:
     * a path with ``*?[`` a glob of images; an existing directory: its images; a file with an
       image suffix: that image; any other path: a video file.
 
-    Only the directory check looks at the filesystem.
+    * any kind in :mod:`edgeseg.video.registry` (ROS bags, ...), by scheme, suffix or probe;
+      its ``?key=value`` options land in ``query``.
+
+    Only the directory check and registered probes look at the filesystem.
     """
     s = str(spec).strip()
     if not s:
         raise EdgesegError("empty --source: give a camera index, device, URL, file, folder or glob")
+    entry = match_source(s)
+    if entry is not None:
+        head, _, qs = s.partition("?")
+        return SourceSpec(entry.kind, head, s, query=dict(parse_qsl(qs, keep_blank_values=True)))
     if re.fullmatch(r"(\d+|/dev/video\d+)(\?.*)?", s):
         head, opts = _split_options(s, s)
         if head.isdigit():
@@ -158,7 +164,10 @@ def gstreamer_available() -> bool:
 
 
 def open_capture(spec: SourceSpec) -> Capture:
-    """A ``cv2.VideoCapture`` for a capture-backed spec, or EdgesegError naming the source."""
+    """A ``cv2.VideoCapture`` for a capture-backed spec (or the capture of a registered kind),
+    or EdgesegError naming the source."""
+    if spec.kind in SOURCES:
+        return SOURCES[spec.kind].open(spec)  # type: ignore[no-any-return]
     import cv2
 
     if spec.api == "gstreamer" and not gstreamer_available():
@@ -220,16 +229,3 @@ def list_images(spec: SourceSpec) -> list[Path]:
     if not files:
         raise EdgesegError(f"no files match {target}")
     return sorted(files, key=_natural_key)
-
-
-# edgeseg.video.reader imports this module, so its names are re-exported lazily (PEP 562):
-# `from edgeseg.video.sources import FrameSource` keeps working without an import cycle.
-_READER_NAMES = ("Frame", "FrameSource", "Reconnect")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _READER_NAMES:
-        from edgeseg.video import reader
-
-        return getattr(reader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,7 +41,7 @@ from edgeseg.deploy.quantize.settings import (
 from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "CACHE_NAME", "DEFAULT_CACHE_TRT_VERSION", "FP32_NAME", "QDQ_NAME", "RECOMMENDED_IMAGES",
@@ -231,7 +231,7 @@ def _run(
 ) -> dict[str, Any]:
     import onnx as onnx_lib
 
-    from edgeseg.deploy.artifact import write_onnx_metadata
+    from edgeseg.artifacts.files import write_onnx_metadata
     from edgeseg.deploy.trt_compat import write_calibration_cache
     from edgeseg.runtime import open_segmenter
 
@@ -239,8 +239,8 @@ def _run(
     outputs: dict[str, str] = {}
     # 2. The FP32 ONNX: exported from the checkpoint, or the given file.
     if weights is not None:
+        from edgeseg.artifacts.checkpoint import load_model
         from edgeseg.deploy.onnx import export_onnx
-        from edgeseg.train.checkpoint import load_model
 
         impl = dcn if dcn != "auto" else ("portable" if settings.target == "tensorrt" else "native")
         model, meta = load_model(weights)

@@ -18,7 +18,7 @@ from edgeseg.deploy.quantize.settings import QuantSettings
 from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
-    from edgeseg.runtime.base import ModelMeta
+    from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "MIN_AMAX",
@@ -45,7 +45,7 @@ def check_fp32_onnx(path: str | Path) -> tuple[Any, ModelMeta]:
     """
     import onnx
 
-    from edgeseg.deploy.artifact import meta_from_props
+    from edgeseg.artifacts.files import meta_from_props
 
     p = Path(path)
     if not p.is_file():

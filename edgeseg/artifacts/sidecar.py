@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg import __version__
-from edgeseg.deploy.trt_compat import parse_trt_version
+from edgeseg.artifacts.meta import ModelMeta
+from edgeseg.artifacts.trt_version import parse_trt_version
 from edgeseg.errors import EdgesegError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "check_dla",
     "check_sidecar",
     "file_sha256",
+    "meta_from_sidecar",
     "normalise_compute_capability",
     "sidecar_path",
 ]
@@ -199,3 +201,17 @@ def check_sidecar(
             "it works, but tactics were timed on the other device",
             stacklevel=2,
         )
+
+
+def meta_from_sidecar(sidecar: EngineSidecar) -> ModelMeta:
+    """The model metadata an engine carries; precision and input size from the engine itself."""
+    d = dict(sidecar.model)
+    d.setdefault("input_hw", list(sidecar.input_shape[-2:]))
+    d["precision"] = sidecar.precision
+    try:
+        return ModelMeta.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise EdgesegError(
+            f"engine sidecar has no usable model metadata (missing {e}): rebuild the engine from "
+            "an ONNX written by `edgeseg export`"
+        ) from None

@@ -1,11 +1,11 @@
 """Model artifacts on disk: what kind a file is, the metadata it carries, atomic writes.
 
-Three kinds of artifact carry a model, each with its :class:`~edgeseg.runtime.base.ModelMeta`:
+Three kinds of artifact carry a model, each with its :class:`~edgeseg.artifacts.meta.ModelMeta`:
 
 * ``checkpoint`` (``.pt``/``.pth``/``.ckpt``): ``meta`` inside the torch file;
 * ``onnx`` (``.onnx``): ONNX ``metadata_props``, written by :func:`onnx_metadata_props`;
 * ``engine`` (``.engine``/``.plan``/``.trt``): the JSON sidecar next to it
-  (:mod:`edgeseg.deploy.sidecar`).
+  (:mod:`edgeseg.artifacts.sidecar`).
 
 ONNX layout: one property ``edgeseg.meta`` holds the whole ModelMeta as JSON (written first, so
 :func:`edgeseg.deploy.tensorrt.onnx_model_meta` finds it), followed by one readable property per
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg import __version__
+from edgeseg.artifacts.meta import ModelMeta
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.base import ModelMeta
 
 __all__ = [
     "ARTIFACT_SUFFIXES",
@@ -136,11 +136,10 @@ def read_artifact_meta(path: str | Path) -> ModelMeta:
     if kind == "onnx":
         return read_onnx_metadata(p)
     if kind == "engine":
-        from edgeseg.deploy.sidecar import EngineSidecar
-        from edgeseg.runtime.tensorrt_backend import meta_from_sidecar
+        from edgeseg.artifacts.sidecar import EngineSidecar, meta_from_sidecar
 
         return meta_from_sidecar(EngineSidecar.read(p))
-    from edgeseg.train.checkpoint import load_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint
 
     try:
         return ModelMeta.from_dict(load_checkpoint(p)["meta"])

@@ -1,0 +1,83 @@
+"""Library behind `edgeseg run`: open a model, then segment a source into a sink.
+
+``run(open_model(...), "video.mp4", "out.mp4")`` is the whole command as a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime.base import Segmenter
+from edgeseg.video.pipeline import RunSummary, run_pipeline
+from edgeseg.video.reader import FrameSource, Reconnect
+
+__all__ = ["load_segmenter", "pick_model", "run"]
+
+
+def pick_model(
+    weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
+) -> tuple[Path, str]:
+    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``."""
+    given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
+             if p is not None]
+    if len(given) != 1:
+        raise EdgesegError("give exactly one of --weights, --onnx, --engine")
+    return given[0]
+
+
+def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
+    """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
+    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
+    argmax there."""
+    from edgeseg.runtime import open_segmenter
+
+    opts: dict[str, Any] = {}
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
+            opts.update(device="cuda", argmax=True)
+    if profile is not None:
+        from edgeseg.profiles import load_profile
+
+        prof = load_profile(profile)
+        if backend == "torch":
+            opts["input_hw"] = prof.deploy.input_hw
+    return open_segmenter(path, backend=backend, **opts)
+
+
+def run(
+    segmenter: Segmenter,
+    source: str | FrameSource,
+    sink: str = "none",
+    *,
+    visualize: str = "overlay",
+    alpha: float = 0.5,
+    max_frames: int | None = None,
+    masks: Sequence[str] = ("color",),
+    legend: bool = True,
+    hud: bool = True,
+    reconnect: int = 5,
+    warn: Callable[[str], Any] | None = None,
+    progress: Callable[[str, int | None], AbstractContextManager[Callable[..., Any]]] | None = None,
+) -> RunSummary:
+    """Run ``segmenter`` on ``source`` into ``sink`` (see :func:`run_pipeline`).
+
+    ``progress(name, total)`` is a context manager yielding a ``bar(n, info=...)`` callback
+    (the CLI passes its rich bar); without it nothing is shown."""
+
+    src = source if isinstance(source, FrameSource) else FrameSource(
+        source, warn=warn, reconnect=Reconnect(attempts=reconnect))
+    src.open()
+    total = src.expected
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    kw: dict[str, Any] = {"legend": legend, "hud": hud, "masks": masks, "warn": warn}
+    if progress is None:
+        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, **kw)
+    with progress("run", total) as bar:
+        return run_pipeline(segmenter, src, sink, visualize, alpha, max_frames, bar, **kw)
