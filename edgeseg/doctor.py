@@ -98,6 +98,7 @@ class Facts:
     board: str | None  # /proc/device-tree/model
     compatible: str  # /proc/device-tree/compatible, lower case, NULs as spaces
     profile: str | None  # the profile detect() picks
+    profile_source: str | None  # which detection source answered
     l4t: tuple[int, int, int] | None
     nvpmodel_id: int | None
     nvpmodel_name: str | None
@@ -160,8 +161,13 @@ def _clocks_pinned(root: Path) -> bool | None:
 
 
 def gather(root: str | Path = "/", python: PythonFacts | None = None,
-           machine: str | None = None) -> Facts:
-    """Facts of the machine whose files are under ``root`` (``/``: this one)."""
+           machine: str | None = None, environ: dict[str, str] | None = None) -> Facts:
+    """Facts of the machine whose files are under ``root`` (``/``: this one).
+
+    ``environ``: the variables board detection reads (``EDGESEG_BOARD``, ``EDGESEG_PROFILE``;
+    default: this process's for ``/``, none for another root).
+    """
+    import os
     import platform
 
     from edgeseg.profiles.detection import detect
@@ -169,8 +175,10 @@ def gather(root: str | Path = "/", python: PythonFacts | None = None,
     root = Path(root)
     if not root.is_dir():
         raise EdgesegError(f"--root {root} is not a folder")
+    env = dict(environ) if environ is not None else (dict(os.environ) if root == Path("/") else {})
     py = python if python is not None else gather_python()
-    model = (_read(root, "/proc/device-tree/model") or "").replace("\x00", " ").strip()
+    model = (_read(root, "/proc/device-tree/model") or env.get("EDGESEG_BOARD")
+             or _read(root, "/tmp/nv_jetson_model") or "").replace("\x00", " ").strip()
     compat = (_read(root, "/proc/device-tree/compatible") or "").replace("\x00", " ").lower()
     release = _read(root, "/etc/nv_tegra_release")
     jetson = bool(release) or "nvidia,tegra" in compat or "jetson" in model.lower()
@@ -179,15 +187,18 @@ def gather(root: str | Path = "/", python: PythonFacts | None = None,
             model_path=root / "proc/device-tree/model",
             compatible_path=root / "proc/device-tree/compatible",
             release_path=root / "etc/nv_tegra_release",
+            mounted_model_path=root / "tmp/nv_jetson_model",
+            environ=env,
             gpu_names=lambda: [py.gpu_name] if py.gpu_name else [],
         )
         profile: str | None = found.profile
+        source: str | None = found.source
     except EdgesegError:
-        profile = None  # a board without a profile; the board row says so
+        profile = source = None  # a board without a profile; the board row says so
     mode, name = _nvpmodel(root)
     return Facts(
         machine=machine or platform.machine(), jetson=jetson, board=model or None,
-        compatible=compat.strip(), profile=profile, l4t=parse_l4t(release), nvpmodel_id=mode, nvpmodel_name=name,
+        compatible=compat.strip(), profile=profile, profile_source=source, l4t=parse_l4t(release), nvpmodel_id=mode, nvpmodel_name=name,
         clocks_pinned=_clocks_pinned(root), jtop_socket=(root / "run/jtop.sock").exists(),
         python=py,
     )
@@ -300,13 +311,15 @@ def evaluate(f: Facts) -> list[Check]:
             jp = jetpack_of(f.l4t)
             shipped = f"JetPack {jp[0]}, TensorRT {jp[1]}" if jp else "JetPack unknown"
             status, fix = (OK, "") if f.l4t[0] >= 36 else (FAIL, _JETPACK6_FIX)
-            rows.append(Check("L4T / JetPack", status, f"{board}: L4T R{l4t} ({shipped})", fix))
+            rows.append(Check("L4T / JetPack", status, f"{board}: L4T R{l4t} ({shipped}); "
+                              f"profile {f.profile} (from {f.profile_source})", fix))
         if f.profile is None:
             rows.append(Check("profile", WARN, "no edgeseg profile fits this board",
                               "copy profiles/jetson-orin-nano.yaml, edit it, pass --profile PATH"))
     else:
         where = f"{f.machine}, GPU {py.gpu_name}" if py.gpu_name else f"{f.machine}, no NVIDIA GPU"
-        rows.append(Check("machine", OK, f"not a Jetson ({where}); profile {f.profile}"))
+        rows.append(Check("machine", OK, f"not a Jetson ({where}); profile {f.profile} "
+                          f"(from {f.profile_source})"))
 
     # TensorRT
     if py.tensorrt:

@@ -179,3 +179,14 @@ def test_doctor_on_this_machine() -> None:
     assert r["summary"]["FAIL"] == 0, rows
     assert rows["TensorRT"][0] == "WARN" and "NVIDIA GPU" in rows["TensorRT"][2]
     assert rows["machine"][0] == "OK" and r["facts"]["jetson"] is False
+
+
+def test_container_board_from_the_environment(tmp_path: Path) -> None:
+    """Docker masks the device tree: the board comes in through EDGESEG_BOARD (profiles/detection)."""
+    from edgeseg.doctor import gather
+
+    root = _root(tmp_path, None, release=R36_4)
+    f = gather(root, _jetson_python(), machine="aarch64",
+               environ={"EDGESEG_BOARD": "NVIDIA Jetson AGX Orin Developer Kit"})
+    assert f.jetson and f.board == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert f.profile == "jetson-agx-orin" and "EDGESEG_BOARD" in str(f.profile_source)
