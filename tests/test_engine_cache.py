@@ -98,3 +98,25 @@ def test_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "edgeseg" / "engines"
     assert json.dumps(os.fspath(default_cache_dir()))
+
+
+def test_engine_for_onnx_builds_once_then_reuses(monkeypatch, tmp_path: Path) -> None:
+    """`run --onnx X --backend tensorrt` / bench: the cache in front of the TensorRT builder."""
+    from edgeseg.deploy.engine_export import engine_for_onnx
+    from tests.test_int8_export import _meta_onnx
+    from tests.test_tensorrt_fakes import Fakes
+
+    fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
+    onnx_path = _meta_onnx(tmp_path / "model.onnx", qdq=False)
+    said: list[str] = []
+    first = engine_for_onnx(onnx_path, "fp16", cache_dir=tmp_path / "cache", say=said.append)
+    assert fk.events.count("build") == 1 and first.name.startswith("model.fp16.trt10.3.0.sm87.")
+    assert (tmp_path / "cache" / "timing.trt10.3.0.sm87.cache").is_file()
+    again = engine_for_onnx(onnx_path, "fp16", cache_dir=tmp_path / "cache", say=said.append)
+    assert again == first and fk.events.count("build") == 1
+    assert said[-1] == f"reusing cached engine {first.name}"
+    fk.gpu = ("Orin Nano", "8.7")
+    engine_for_onnx(onnx_path, "fp16", cache_dir=tmp_path / "cache", say=said.append)
+    assert fk.events.count("build") == 2
+    assert any(s.startswith("rebuilding") and "GPU Orin (sm_87) -> Orin Nano (sm_87)" in s
+               for s in said)

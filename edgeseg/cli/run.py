@@ -43,6 +43,10 @@ def run_cli(
     weights: Path | None = typer.Option(None, "--weights", help="Checkpoint (.pt): torch."),
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b",
+        help="tensorrt with --onnx: build (or reuse from the engine cache) a TensorRT engine.",
+    ),
     source: str = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
     sink: str = typer.Option("auto", "--sink", "-o", help=SINK_HELP),
     profile: str | None = typer.Option(
@@ -72,13 +76,20 @@ def run_cli(
     if auto:
         sink = "display" if display_available() else "none"
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
-    model_path, backend = pick_model(weights, onnx, engine)
+    from edgeseg.errors import EdgesegError
+
+    model_path, own_backend = pick_model(weights, onnx, engine)
+    if backend not in (None, own_backend) and not (backend == "tensorrt" and onnx is not None):
+        raise EdgesegError(f"--backend {backend} runs an --onnx model as a TensorRT engine; "
+                           f"{model_path.name} runs on {own_backend}")
+    backend = backend or own_backend
     check_visualize(visualize, alpha)
     check_sink(parse_sink(sink), mask_list)
     # Source and sink are checked before the model loads, so a typo fails in a second.
     src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
     try:
-        seg = load_segmenter(model_path, backend, profile)
+        seg = load_segmenter(model_path, backend, profile,
+                             say=lambda m: console.print(m, soft_wrap=True, highlight=False))
     except BaseException:
         src.close()
         raise

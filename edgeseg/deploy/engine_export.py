@@ -22,6 +22,7 @@ __all__ = [
     "DOCKER_HINT",
     "build_engine_file",
     "calibration_cache_path",
+    "engine_for_onnx",
     "onnx_engine_source",
     "plan_engine",
     "timing_cache_path",
@@ -107,9 +108,13 @@ def build_engine_file(
     onnx_path: Path, out: Path, plan: BuildPlan, int8: Int8Source | None, model_meta: Mapping[str, Any],
     *, profile_shapes: Any = None, num_images: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 0,
     step: Step | None = None, progress: Callable[[str, int, int], None] | None = None,
-    warn: Step | None = None,
+    warn: Step | None = None, timing_cache: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Build ``onnx_path`` into ``out`` (+ sidecar); returns (sidecar, report extras)."""
+    """Build ``onnx_path`` into ``out`` (+ sidecar); returns (sidecar, report extras).
+
+    ``timing_cache``: the builder's timing cache (default: :func:`timing_cache_path` of ``out``).
+    """
+    timing = timing_cache or timing_cache_path(out)
     import onnx as onnx_lib
 
     from edgeseg.artifacts.meta import ModelMeta
@@ -149,7 +154,7 @@ def build_engine_file(
         extra["int8"] = {"route": int8.route, "source": int8.describe}
     say(f"building TensorRT {plan.trt_version} engine ({plan.precision})")
     sidecar = build_engine(
-        onnx_path, out, plan, timing_cache_path=timing_cache_path(out), calibrator=calibrator,
+        onnx_path, out, plan, timing_cache_path=timing, calibrator=calibrator,
         progress=progress, profile_shapes=profile_shapes, model_meta=model_meta, on_warning=warn,
     )
     for msg in list(plan.warnings) + notes:
@@ -157,5 +162,38 @@ def build_engine_file(
             warn(msg)
     extra.update(notes=list(plan.warnings) + notes, build_s=sidecar.build_s,
                  dla_core=sidecar.dla_core, dla_placement=sidecar.dla_placement,
-                 timing_cache=str(timing_cache_path(out)))
+                 timing_cache=str(timing))
     return sidecar, extra
+
+
+def engine_for_onnx(
+    onnx_path: Path, precision: str = "fp16", profile: Any = None, *, cache_dir: Path | None = None,
+    say: Step | None = None, progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """The engine for ``onnx_path`` on this GPU and TensorRT, from the engine cache
+    (:mod:`edgeseg.artifacts.engine_cache`) or built now; ``say`` gets one line: reused, or
+    why it is rebuilt. A Q/DQ ONNX builds INT8 whatever ``precision`` says; implicit INT8
+    (calibration) is refused here: build that engine with `edgeseg export`.
+    """
+    from edgeseg.artifacts.engine_cache import EngineCache, EngineKey, file_sha256
+    from edgeseg.deploy.tensorrt import current_gpu, require_tensorrt, tensorrt_version
+
+    onnx_path = Path(onnx_path)
+    info = onnx_engine_source(onnx_path, tensorrt_version())
+    if info["has_qdq"]:
+        precision = "int8"
+    plan, int8 = plan_engine("engine", precision, profile, onnx=onnx_path,
+                             onnx_has_qdq=info["has_qdq"])
+    trt = require_tensorrt()
+    gpu, cc = current_gpu()
+    meta = info["meta"]
+    key = EngineKey.make(file_sha256(onnx_path), str(trt.__version__), gpu, cc, plan.dla_core,
+                         plan.precision, [1, 3, *meta.input_hw])
+    cache = EngineCache(cache_dir)
+    model_meta = dict(meta.to_dict(), precision=plan.precision)
+
+    def build(engine: Path, timing: Path) -> None:
+        build_engine_file(onnx_path, engine, plan, int8, model_meta, step=say, progress=progress,
+                          warn=say, timing_cache=timing)
+
+    return cache.get_or_build(key, onnx_path.stem, build, say)

@@ -29,12 +29,22 @@ def pick_model(
     return given[0]
 
 
-def load_segmenter(path: Path, backend: str, profile: str | None = None) -> Segmenter:
+def load_segmenter(path: Path, backend: str, profile: str | None = None,
+                   say: Callable[[str], Any] | None = None) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
     ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there."""
+    argmax there. An ONNX with ``backend="tensorrt"`` runs through the engine cache: a
+    matching engine is reused, else one is built (``say`` gets one line saying which, and why).
+    """
     from edgeseg.runtime import open_segmenter
 
+    if backend == "tensorrt" and Path(path).suffix.lower() == ".onnx":
+        from edgeseg.deploy.engine_export import engine_for_onnx
+        from edgeseg.profiles import load_profile
+
+        prof = load_profile(profile) if profile is not None else None
+        precision = prof.deploy.precision if prof is not None else "fp16"
+        path = engine_for_onnx(Path(path), precision, prof, say=say)
     opts: dict[str, Any] = {}
     if backend == "torch":
         import torch
