@@ -302,3 +302,55 @@ def test_export_builds_from_calibrates_cache(monkeypatch, tmp_path: Path) -> Non
     assert fk.config.int8_calibrator.read_calibration_cache() == cache.read_bytes()
     with pytest.raises(EdgesegError, match="give --images DIR"):
         export(tmp_path / "n.engine", onnx=d / "model.fp32.onnx", fmt="engine", precision="int8")
+
+
+def _fake_torch2trt(monkeypatch: pytest.MonkeyPatch, engine: object, calls: list) -> None:
+    import sys
+    import types
+
+    import torch
+
+    from edgeseg.deploy import torch2trt_converters as conv
+
+    def torch2trt(module, inputs, input_names=None, output_names=None, fp16_mode=False,
+                  max_workspace_size=1 << 25, int8_mode=False, int8_calib_dataset=None,
+                  default_device_type=None, dla_core=0, gpu_fallback=True):
+        calls.append({"fp16_mode": fp16_mode, "dla_core": dla_core})
+        return types.SimpleNamespace(engine=engine, __call__=None)
+
+    fake = types.ModuleType("torch2trt")
+    fake.torch2trt = torch2trt  # type: ignore[attr-defined]
+    fake.tensorrt_converter = lambda name: (lambda fn: fn)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch2trt", fake)
+    monkeypatch.setitem(conv._settings, "registered", False)
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+
+
+def test_failed_torch2trt_build_is_one_line_and_writes_nothing(monkeypatch, tmp_path) -> None:
+    """torch2trt returns a TRTModule with engine None when the build fails; the next call would
+    raise AttributeError (no 'context')."""
+    from edgeseg.artifacts.meta import ModelMeta
+    from edgeseg.deploy.torch2trt_build import convert_torch2trt
+    from tests.test_tensorrt_fakes import META, Fakes
+
+    fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
+    monkeypatch.setattr("edgeseg.deploy.tensorrt.current_gpu", fk._gpu)
+    calls: list = []
+    _fake_torch2trt(monkeypatch, None, calls)
+
+    class Net:
+        def eval(self):
+            return self
+
+        def cuda(self):
+            return self
+
+        def __call__(self, x):
+            raise AssertionError("never reached: the engine check comes first")
+
+    meta = ModelMeta.from_dict(META)
+    with pytest.raises(EdgesegError, match="torch2trt could not build the engine") as info:
+        convert_torch2trt(Net(), meta, tmp_path / "m.engine", tc.plan_build("10.3.0", "fp16"),
+                          height=32, width=32)
+    assert "\n" not in str(info.value) and not (tmp_path / "m.engine").exists()
+    assert fk.events == ["gpu"] and calls == [{"fp16_mode": True, "dla_core": 0}]
