@@ -273,8 +273,8 @@ def _meta_onnx(path: Path, qdq: bool) -> Path:
 
 
 def test_export_builds_int8_engine_from_calibrates_qdq_onnx(monkeypatch, tmp_path: Path) -> None:
-    from edgeseg.deploy.export import export
     from edgeseg.artifacts.sidecar import EngineSidecar
+    from edgeseg.deploy.export import export
     from tests.test_tensorrt_fakes import Fakes
 
     fk = Fakes(monkeypatch, tmp_path, version="10.3.0.30")
