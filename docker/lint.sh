@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint docker/Dockerfile.{jetson,gpu,cpu} with hadolint (which runs ShellCheck on RUN lines too).
+# Lint docker/Dockerfile.{jetson,gpu,cpu,jetson-ros} with hadolint (which runs ShellCheck on RUN lines too).
 #
 #   docker/lint.sh            # from anywhere; exit 0 when clean
 #
@@ -27,7 +27,7 @@ if [[ -z "${hadolint}" ]]; then
     exit 127
 fi
 
-dockerfiles=(docker/Dockerfile.jetson docker/Dockerfile.gpu docker/Dockerfile.cpu)
+dockerfiles=(docker/Dockerfile.jetson docker/Dockerfile.gpu docker/Dockerfile.cpu docker/Dockerfile.jetson-ros)
 echo "$("${hadolint}" --version) on ${dockerfiles[*]}"
 "${hadolint}" --config docker/hadolint.yaml --no-color "${dockerfiles[@]}"
 echo "hadolint: no findings"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.errors import EdgesegError
+
 __all__ = ["DemoSettings", "run_demo", "write_synthetic_video"]
 
 
@@ -78,6 +80,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *,
     from edgeseg.video.run import run
 
     s = settings
+    if out.exists() and not out.is_dir():
+        raise EdgesegError(f"--out {out} is a file: give a folder for the demo's results")
     out.mkdir(parents=True, exist_ok=True)
     data, run_dir = out / "data", out / "run"
     timings: dict[str, float] = {}

@@ -174,6 +174,11 @@ def test_compare_torch_onnxruntime_and_int8(rn_onnx: Path) -> None:
     assert configs[2]["backend_info"]["precision"] == "int8"
     assert configs[2]["dram_mb"] < configs[1]["dram_mb"]
     assert any("rebuilt untrained" in w for w in r["warnings"])  # torch from ONNX metadata
+    # issue 18: no measured configuration exceeds its ceiling; int8 has its own peak
+    for c in configs:
+        roof = c["roofline"]
+        assert roof["fps_ceiling"] is None or c["fps"] <= roof["fps_ceiling"], (c["config"], roof)
+    assert "MatMulInteger" in configs[2]["roofline"]["peak_source"]
 
 
 def test_compare_table_is_one_table() -> None:

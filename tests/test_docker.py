@@ -25,6 +25,9 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 NAMES = ("jetson", "gpu", "cpu")
+# Images built on top of one of those: the builder and ARG rules apply to them too.
+LAYERED = ("jetson-ros",)
+ALL_DOCKERFILES = {name: DOCKER / f"Dockerfile.{name}" for name in (*NAMES, *LAYERED)}
 DOCKERFILES = {name: DOCKER / f"Dockerfile.{name}" for name in NAMES}
 PROVIDED_BY_IMAGE = {"torch", "torchvision", "opencv-python"}  # see requirements-runtime.txt
 
@@ -140,9 +143,9 @@ def load_verify_env() -> ModuleType:
 # Base images, entrypoints, pins
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(ALL_DOCKERFILES))
 def test_base_image_pinned_by_tag(name: str) -> None:
-    images = base_images(DOCKERFILES[name])
+    images = base_images(ALL_DOCKERFILES[name])
     assert images, f"Dockerfile.{name}: no FROM"
     for image in images:
         assert "$" not in image, f"Dockerfile.{name}: FROM {image}: ARG without a default"
@@ -153,6 +156,7 @@ def test_base_image_pinned_by_tag(name: str) -> None:
         "jetson": r"nvcr\.io/nvidia/l4t-jetpack:r36\.\d+\.\d+",
         "gpu": r"nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3",
         "cpu": r"python:3\.\d+\.\d+-slim-(bookworm|trixie)",
+        "jetson-ros": r"edgeseg:jetson",  # ROS 2 on top of our own L4T image
     }[name]
     assert all(re.fullmatch(expected, image) for image in images), images
 
@@ -472,9 +476,9 @@ def required_checks(args: list[str]) -> list[str]:
     return [args[i + 1] for i, a in enumerate(args) if a == "--require"]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(ALL_DOCKERFILES))
 def test_no_buildkit_only_syntax(name: str) -> None:
-    path = DOCKERFILES[name]
+    path = ALL_DOCKERFILES[name]
     first = path.read_text().splitlines()[0]
     assert not re.match(r"#\s*syntax\s*=", first), f"Dockerfile.{name}: BuildKit syntax directive"
     for keyword, rest in instructions(path):
@@ -486,11 +490,11 @@ def test_no_buildkit_only_syntax(name: str) -> None:
             assert var not in rest, f"Dockerfile.{name}: {var} is set by BuildKit only"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(ALL_DOCKERFILES))
 def test_no_build_step_imports_a_gpu_library(name: str) -> None:
     ve = load_verify_env()
     gpu_import = re.compile(rf"\b(?:import|from)\s+({'|'.join(GPU_MODULES)})\b")
-    for body in runs(DOCKERFILES[name]):
+    for body in runs(ALL_DOCKERFILES[name]):
         m = gpu_import.search(body)
         assert not m, f"Dockerfile.{name}: a build step imports {m[1]}: {body[:120]}"
         assert "torch.cuda." not in body, f"Dockerfile.{name}: a build step asks for the GPU"
@@ -531,13 +535,13 @@ def _requirement_words(body: str) -> list[str]:
     return words
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(ALL_DOCKERFILES))
 def test_args_in_requirements_are_guarded(name: str) -> None:
     # Issue 20, defect 3: `--build-arg JTOP_VERSION=` (the README's build line on a host without
     # jtop) made `jetson-stats==`, an invalid requirement, an hour into the build. Every ARG in
     # a pip argument is `${ARG:-default}` (default = the ARG's own) or `${ARG:?message}`, and
     # expanding it with the ARG empty gives a valid requirement or stops with the message.
-    path = DOCKERFILES[name]
+    path = ALL_DOCKERFILES[name]
     defaults = arg_defaults(path)
     declared = {rest.split("=", 1)[0].strip() for k, rest in instructions(path) if k == "ARG"}
     checked = 0

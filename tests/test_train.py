@@ -202,7 +202,7 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(EdgesegError, match="unknown training option 'learning_rate'"):
         load_train_config(bad)
     bad.write_text("crop: [1, 2, 3]\n")
-    with pytest.raises(EdgesegError, match="crop: expected two numbers"):
+    with pytest.raises(EdgesegError, match="crop: expected two integers"):
         load_train_config(bad)
     good = tmp_path / "good.yaml"
     good.write_text("iters: 10\ncrop: 512\nlr: 0.1\n")
@@ -218,7 +218,7 @@ def test_optimizer_and_warmup_options(tmp_path: Path) -> None:
     bad.write_text("optimizer: adam\n")
     with pytest.raises(EdgesegError, match="optimizer: expected one of sgd, adamw, got 'adam'"):
         load_train_config(bad)
-    with pytest.raises(EdgesegError, match="warmup_iters must be >= 0, got -1"):
+    with pytest.raises(EdgesegError, match="warmup_iters: expected >= 0, got -1"):
         load_train_config(None, iters=10, warmup_iters=-1)
     cfg = load_train_config(None, iters=100, warmup_iters=4, poly_power=1.0)
     # linear ramp to the base lr over 4 iterations, then poly(1.0) = linear decay to 0

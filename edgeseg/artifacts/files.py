@@ -18,10 +18,8 @@ This module imports neither torch nor onnx at import time.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -151,20 +149,13 @@ def read_artifact_meta(path: str | Path) -> ModelMeta:
 # Atomic output
 
 
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+def atomic_output(path: str | Path) -> AbstractContextManager[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success, with
+    the umask's normal file mode (:func:`edgeseg.atomic.atomic_path`).
 
     On any exception (including Ctrl-C) the temporary file is removed and ``path`` is left as it
     was, so a failed export never leaves a half-written artifact behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from edgeseg.atomic import atomic_path
+
+    return atomic_path(path)

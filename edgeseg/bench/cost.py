@@ -167,20 +167,25 @@ def roofline_for(
     peak = _profile_peak(profile, precision)
     bw = profile.device.dram_gbs if profile is not None else None
     where = f"profile {profile.name}" if profile is not None else "no profile"
+    # A ceiling must bound every measurement, so a precision's compute roof is its own peak:
+    # the profile's, else one measured here at that precision (fp32 torch matmul, int8
+    # onnxruntime MatMulInteger); never the fp32 rate standing in for int8 or fp16.
+    mm = (measured or {}).get("matmul" if precision == "fp32" else f"matmul_{precision}")
     if peak is not None:
         peak_source = f"{where}: device.peak_tflops.{precision}"
-    else:
-        if not measured or "matmul" not in measured:
-            raise EdgesegError(f"{where} has no {precision} peak and none was measured")
-        mm = measured["matmul"]
+    elif mm is not None:
         peak = mm["gflops"] / 1000.0
         peak_source = (
             f"measured {mm['dtype']} matmul ({mm['backend']} on {mm['device']}, "
             f"{mm.get('threads') or '?'} threads)"
         )
-        if precision != "fp32":
-            peak_source += f"; no {precision} peak known" + (
-                f" in {where}" if profile is not None else "")
+        if precision != "fp32" and profile is not None:
+            peak_source += f"; no {precision} peak in {where}"
+    elif precision == "fp32":
+        raise EdgesegError(f"{where} has no {precision} peak and none was measured")
+    else:
+        peak_source = (f"no {precision} peak known ({where}) and none measured at {precision}: "
+                       "no ceiling")
     if bw is not None:
         bw_source = f"{where}: device.dram_gbs"
     else:
@@ -189,7 +194,10 @@ def roofline_for(
         bw = measured["dram"]["gbs"]
         bw_source = "measured " + measured["dram"]["method"]
     dram_mb = cost["dram_mb_by_precision"][precision] if "dram_mb_by_precision" in cost else cost["dram_mb"]
-    r = roofline(cost["gflops"], dram_mb, peak, bw)
+    if peak is not None:
+        r = roofline(cost["gflops"], dram_mb, peak, bw)
+    else:
+        r = no_ceiling(dram_mb / bw)
     r.update(
         device=profile.device.name if profile is not None else "this machine",
         precision=precision,
@@ -203,6 +211,51 @@ def roofline_for(
     return r
 
 
+def no_ceiling(memory_ms: float | None = None) -> dict[str, Any]:
+    """The roofline fields when no compute peak bounds this precision (or a measured run beat
+    the one derived from a measured peak): no floor, no ceiling."""
+    return {
+        "compute_ms": None, "memory_ms": memory_ms, "latency_floor_ms": None,
+        "fps_ceiling": None, "bound": None, "arithmetic_intensity": None, "ridge_point": None,
+        "attainable_tflops": None,
+    }
+
+
+def with_measurement(roof: dict[str, Any], fps: float) -> dict[str, Any]:
+    """Add a measured FPS to a :func:`roofline_for` result (in place): ``measured_fps`` and
+    ``fraction_of_ceiling``. A run faster than the ceiling proves the ceiling wrong (a measured
+    matmul rate is only a lower bound of the peak; a per-frame DRAM estimate ignores caches):
+    it is dropped (``fps_ceiling`` None, the number kept as ``rejected_fps_ceiling``, a
+    ``note`` names the roof that failed), so no reported ceiling is below a measurement."""
+    roof["measured_fps"] = fps
+    ceiling = roof.get("fps_ceiling")
+    roof["fraction_of_ceiling"] = fps / ceiling if ceiling else None
+    if not ceiling or fps <= ceiling:
+        return roof
+    bound = roof.get("bound")
+    source = roof.get("peak_source") if bound == "compute" else roof.get("bw_source")
+    roof.update(no_ceiling(roof.get("memory_ms")), fraction_of_ceiling=None,
+                rejected_fps_ceiling=ceiling)
+    roof["note"] = (f"measured {fps:.1f} FPS above the {ceiling:.1f} FPS {bound}-bound ceiling "
+                    f"({source}): that roof is too low, so no ceiling is reported")
+    return roof
+
+
+def needs_int8_peak(
+    profile: Any, configs: Sequence[BenchConfig], cuda: bool, *, cost_only: bool = False
+) -> bool:
+    """Whether an INT8 configuration's roofline lacks a profile INT8 peak: timed, one that
+    computes on this CPU; cost-only, any (the profile's device is the one predicted)."""
+    if cost_only:
+        return any(c.precision == "int8" for c in configs) and _profile_peak(
+            profile, "int8") is None
+    return any(
+        c.precision == "int8" and _device_of(c, cuda) == "cpu"
+        and _profile_peak(_roof_profile(profile, c, cuda), "int8") is None
+        for c in configs
+    )
+
+
 def _needs_measured(profile: Any, precisions: Sequence[str]) -> tuple[bool, bool]:
     """(matmul needed, bandwidth needed) for the roofline at these precisions."""
     peaks = any(_profile_peak(profile, p) is None for p in precisions)
@@ -212,10 +265,11 @@ def _needs_measured(profile: Any, precisions: Sequence[str]) -> tuple[bool, bool
 
 def _measured_for(measured: dict[str, Any], c: BenchConfig, cuda: bool) -> dict[str, Any]:
     """The measured roofs that apply to one configuration (its device's matmul)."""
-    out = {k: v for k, v in measured.items() if k != "matmul"}
-    mm = measured.get("matmul", {}).get(_device_of(c, cuda))
-    if mm is not None:
-        out["matmul"] = mm
+    out = {k: v for k, v in measured.items() if not k.startswith("matmul")}
+    for key in ("matmul", "matmul_int8"):
+        mm = measured.get(key, {}).get(_device_of(c, cuda))
+        if mm is not None:
+            out[key] = mm
     return out
 
 

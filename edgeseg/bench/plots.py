@@ -129,11 +129,14 @@ def compare_chart(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
     x = np.arange(len(timed))
     ax.bar(x - 0.2, fps, 0.4, yerr=err, capsize=4, label="inference FPS (95% CI)")
     ax.bar(x + 0.2, e2e, 0.4, label="end-to-end FPS")
-    ax.scatter(x, ceiling, marker="_", s=900, color="k", zorder=3, label="roofline ceiling")
+    has = [i for i, c in enumerate(ceiling) if c]  # None: no ceiling bounds that precision
+    if has:
+        ax.scatter(x[has], [ceiling[i] for i in has], marker="_", s=900, color="k", zorder=3,
+                   label="roofline ceiling")
     for xi, f, up in zip(x, fps, err[1]):
         ax.annotate(f"{f:.2f}", (xi - 0.2, f + up), ha="center", va="bottom", fontsize=8)
     top = max(max(fps.max(), e2e.max()) * 1.25, 1e-3)
-    if max(ceiling) > 4 * top:  # a far-away ceiling would flatten the bars: log scale
+    if has and max(ceiling[i] for i in has) > 4 * top:  # a far-away ceiling would flatten the bars: log scale
         ax.set_yscale("log")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("frames per second")

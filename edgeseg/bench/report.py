@@ -82,6 +82,7 @@ from edgeseg.bench.cost import (
     _roof_profile,
     measure_dram_gbs,
     model_cost,
+    needs_int8_peak,
     roofline_for,
 )
 from edgeseg.bench.environment import _resolve_profile, machine, versions
@@ -139,6 +140,7 @@ def run_bench(
     onnx_int8: str | Path | None = None,
     frame_hw: tuple[int, int] | None = None,
     dcn: str = "native",
+    device: str = "auto",
     samples: bool = False,
     reference_s: float = 0.5,
     step: Step | None = None,
@@ -198,6 +200,9 @@ def run_bench(
         raise EdgesegError(f"dcn: expected native or portable, got '{dcn}'")
     if reference_s <= 0:
         raise EdgesegError(f"reference_s must be > 0, got {reference_s}")
+    from edgeseg.runtime.devices import parse_device
+
+    torch_device = parse_device(device)  # where torch (and TensorRT) configurations run
     configs_in = parse_compare(compare) if compare else None
     if configs_in is not None and (backend is not None or precision is not None):
         raise EdgesegError("--compare lists backend:precision itself; drop --backend/--precision")
@@ -255,6 +260,7 @@ def run_bench(
         return _bench_configs(
             configs, hw, source, prof, cost_only, threads, onnx_int8, dcn, frame_hw, n_rounds,
             warmup_s, min_warmup, duration_s, iters, samples, reference_s, notes, note, say,
+            device=torch_device,
         )
     finally:
         torch.set_num_threads(torch_threads)  # library callers keep their own setting
@@ -265,16 +271,14 @@ def _bench_configs(
     cost_only: bool, threads: int | None, onnx_int8: str | Path | None, dcn: str,
     frame_hw: tuple[int, int] | None, n_rounds: int, warmup_s: float | None, min_warmup: int,
     duration_s: float | None, iters: int | None, samples: bool, reference_s: float,
-    notes: list[str], note: Callable[[str], None], say: Step,
+    notes: list[str], note: Callable[[str], None], say: Step, *, device: Any,
 ) -> dict[str, Any]:
-    import torch
-
     from edgeseg.bench.timing import matmul_gflops
 
     say("counting GFLOPs and CIO")
     costs: dict[Any, Any] = {}
     need_mm, need_bw = _needs_measured(prof, [c.precision for c in configs])
-    cuda = torch.cuda.is_available()
+    cuda = device.type == "cuda"
     devices = sorted({_device_of(c, cuda) for c in configs})
     if not cost_only and any(_roof_profile(prof, c, cuda) is None for c in configs):
         need_bw = True  # a CPU configuration beside a GPU profile: this CPU's own roofs
@@ -288,6 +292,12 @@ def _bench_configs(
         if need_bw:
             say("measuring copy bandwidth")
             measured["dram"] = measure_dram_gbs(seconds=reference_s)
+        if needs_int8_peak(prof, configs, cuda, cost_only=True):
+            from edgeseg.bench.timing import int8_matmul_gops
+
+            say("measuring the int8 matmul rate")
+            measured["matmul_int8"] = {
+                "cpu": int8_matmul_gops(seconds=2 * reference_s, threads=threads)}
         results = []
         for c in configs:
             h, w = c.height or hw[0], c.width or hw[1]
@@ -303,7 +313,7 @@ def _bench_configs(
         for c in configs:
             h, w = c.height or hw[0], c.width or hw[1]
             say(f"opening {c.label}")
-            seg = _open_segmenter(c, (h, w), source, arts, threads, note)
+            seg = _open_segmenter(c, (h, w), source, arts, threads, note, device)
             fhw = frame_hw or (h, w)
             frame = synthetic_frame(*fhw)
             sync, timer_factory, timer_name = _cuda_sync_and_timer(seg)

@@ -233,13 +233,11 @@ def _quantize(fp32: Path, out: Path, hw: tuple[int, int], workdir: Path,
 
 def _open_segmenter(
     config: BenchConfig, hw: tuple[int, int], source: _Source, arts: _Artifacts,
-    threads: int | None, warn: Callable[[str], None],
+    threads: int | None, warn: Callable[[str], None], device: Any = None,
 ) -> Any:
     from edgeseg.runtime import open_segmenter
 
     if config.backend == "torch":
-        import torch
-
         from edgeseg.artifacts.meta import ModelMeta
         from edgeseg.runtime.torch_backend import TorchSegmenter
 
@@ -247,8 +245,10 @@ def _open_segmenter(
             raise EdgesegError(
                 "torch runs fp32 (fp16 on CUDA); INT8 runs in onnxruntime (Q/DQ ONNX) or TensorRT"
             )
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if config.precision == "fp16" and device != "cuda":
+        from edgeseg.runtime.devices import parse_device
+
+        device = str(device if device is not None else parse_device("auto"))
+        if config.precision == "fp16" and not device.startswith("cuda"):
             raise EdgesegError("torch fp16 needs a CUDA GPU; this machine has none")
         model = source.torch_model()
         if source.rebuilt:
@@ -296,4 +296,6 @@ def _open_segmenter(
             f"{source.path.name} is built for {source.meta.input_hw[0]}x"
             f"{source.meta.input_hw[1]}, not {hw[0]}x{hw[1]}"
         )
-    return open_segmenter(source.path, backend="tensorrt")
+    index = getattr(device, "index", None)
+    return open_segmenter(source.path, backend="tensorrt",
+                          **({"device": index} if index is not None else {}))

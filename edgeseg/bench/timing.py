@@ -32,6 +32,7 @@ __all__ = [
     "Timer",
     "TimingResult",
     "cuda_event_timer",
+    "int8_matmul_gops",
     "matmul_gflops",
     "time_callable",
 ]
@@ -428,6 +429,62 @@ def matmul_gflops(
         "dtype": dtype,
         "n": n,
         "threads": threads,
+        "iters": res.stats.n,
+        "seconds": res.wall_s,
+    }
+
+
+def int8_matmul_gops(
+    n: int = 1024, seconds: float = 1.0, threads: int | None = None
+) -> dict[str, Any]:
+    """This CPU's integer matmul throughput in onnxruntime: the INT8 roofline peak here.
+
+    Times one ``MatMulInteger`` (uint8 activations x int8 constant weights -> int32, the u8s8
+    kernel onnxruntime's quantized convolutions use on x86) of ``n x n @ n x n`` (``2 n^3``
+    integer ops per call) for about ``seconds`` and reports the median rate. ``threads``:
+    onnxruntime intra-op threads (default: onnxruntime's own choice, as the bench sessions).
+
+    Returns:
+        ``{"gflops", "backend", "device", "dtype", "n", "threads", "iters", "seconds"}`` with
+        ``gflops`` in giga integer ops per second (the same keys as :func:`matmul_gflops`).
+    """
+    if n < 1 or seconds <= 0:
+        raise EdgesegError("int8_matmul_gops needs n >= 1 and seconds > 0")
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:  # pragma: no cover - both are dependencies
+        raise EdgesegError(f"the INT8 matmul peak needs onnx and onnxruntime ({e.name})") from None
+
+    rng = np.random.default_rng(0)
+    b = numpy_helper.from_array(rng.integers(-127, 128, (n, n), dtype=np.int8), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    a = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    feed = {"a": a}
+
+    def fn() -> Any:
+        return sess.run(None, feed)
+
+    res = time_callable(fn, warmup_s=min(0.2, seconds / 4), min_warmup=2, duration_s=seconds,
+                        min_iters=3)
+    return {
+        "gflops": 2.0 * n**3 / (res.stats.p50_ms * 1e-3) / 1e9,
+        "backend": f"onnxruntime {ort.__version__} MatMulInteger u8s8",
+        "device": "cpu",
+        "dtype": "int8",
+        "n": n,
+        "threads": threads or sess.get_session_options().intra_op_num_threads or None,
         "iters": res.stats.n,
         "seconds": res.wall_s,
     }

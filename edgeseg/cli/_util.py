@@ -13,10 +13,45 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer >= 0.16 vendors click
+    from typer._click import exceptions as _click_exceptions
+except ImportError:  # pragma: no cover - older typer on the system click
+    from click import exceptions as _click_exceptions  # type: ignore[no-redef]
 
 from edgeseg.errors import EdgesegError
 
+
+class _OneLineErrors(TyperGroup):
+    """The root group: usage errors (a missing option, a number out of range, an unknown
+    command) are one ``error: ...`` line and exit 2, like every EdgesegError, instead of
+    click's boxed usage text."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _click_exceptions.ClickException as e:
+            if isinstance(e, _click_exceptions.NoArgsIsHelpError):
+                e.show()
+            else:
+                ctx = getattr(e, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                message = " ".join(e.format_message().split())
+                console.print(f"[bold red]error:[/] {where}{message}{hint}", soft_wrap=True,
+                              markup=True, highlight=False)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            console.print("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="edgeseg",
     help="Train, export, calibrate, benchmark and run DESANet segmentation on NVIDIA Jetson.",
     no_args_is_help=True,
@@ -47,6 +82,9 @@ def command(
                 return fn(*args, **kw)
             except EdgesegError as e:
                 fail(str(e))
+            except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+                # a path the user gave that cannot be written or read: bad input, not a bug
+                fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
             except KeyboardInterrupt:
                 console.print("interrupted")
                 raise typer.Exit(130) from None

@@ -71,6 +71,9 @@ def bench_cli(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads: torch intra-op and onnxruntime intra-op."
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="Torch/TensorRT device: cpu, cuda (current), cuda:N or auto."
+    ),
     compare: str | None = typer.Option(None, "--compare", help=COMPARE_HELP),
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Interleaving rounds with --compare (default 3)."
@@ -99,7 +102,7 @@ def bench_cli(
             weights=weights, onnx=onnx, engine=engine, random_init=random_init, model=model,
             backend=backend, profile=profile, precision=precision, height=height, width=width,
             warmup_s=warmup_s, min_warmup=warmup_iters, duration_s=duration_s, iters=iters,
-            threads=threads, compare=compare, rounds=rounds, cost_only=cost_only,
+            threads=threads, device=device, compare=compare, rounds=rounds, cost_only=cost_only,
             onnx_int8=onnx_int8, frame_hw=parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None,
             samples=plot is not None, step=lambda msg: bar(1, msg),
         )
@@ -112,10 +115,10 @@ def bench_cli(
     if plot is not None:
         report["plots"] = [str(p) for p in written]
     if out is not None:
+        from edgeseg.atomic import atomic_write_text
         from edgeseg.cli._util import _json_default
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        atomic_write_text(out, json.dumps(report, indent=2, default=_json_default) + "\n")
     if json_:
         emit_json(report)
         for w in report.get("warnings", []):
@@ -170,9 +173,11 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("CIO", f"{r['cio_elements'] / 1e6:.1f} M elements"),
         ("DRAM estimate", f"{r['dram_mb']:.1f} MB/frame ({r['precision']})"),
         ("roofline", (f"floor {roof['latency_floor_ms']:.3f} ms, ceiling "
-                      f"{roof['fps_ceiling']:.1f} FPS ({roof['bound']}-bound) on {roof['device']}")),
-        ("  peaks", (f"{roof['peak_tflops'] * 1000:.0f} GFLOP/s ({roof['peak_source']}); "
-                     f"{roof['dram_gbs']:.1f} GB/s ({roof['bw_source']})")),
+                      f"{roof['fps_ceiling']:.1f} FPS ({roof['bound']}-bound) on {roof['device']}")
+         if roof["fps_ceiling"] else f"no ceiling on {roof['device']}"
+         + (f" ({roof['note']})" if roof.get("note") else "")),
+        ("  peaks", (f"{_f(roof['peak_tflops'] and roof['peak_tflops'] * 1000, '.0f')} GFLOP/s "
+                     f"({roof['peak_source']}); {roof['dram_gbs']:.1f} GB/s ({roof['bw_source']})")),
     ]
     comps = r.get("cio_by_component") or {}
     total = r["cio_elements"] or 1
@@ -207,8 +212,9 @@ def _print_single(r: dict[str, Any]) -> None:
         rows.append(("efficiency",
                      (f"{r['efficiency']:.2f} ({r['achieved_gflops_per_s']:.1f} GFLOP/s of "
                       f"{r['matmul_gflops']:.1f} fp32 matmul)")))
+        frac = r["roofline"]["fraction_of_ceiling"]
         rows.append(("roofline fraction",
-                     f"{100 * r['roofline']['fraction_of_ceiling']:.1f}% of the FPS ceiling"))
+                     f"{100 * frac:.1f}% of the FPS ceiling" if frac is not None else "-"))
         mem = r["memory"]
         rss = mem["rss"]
         mtext = f"peak RSS {rss['peak_rss_mb']:.0f} MB" if rss.get("available") else "RSS n/a"
@@ -270,11 +276,11 @@ def _print_compare(report: dict[str, Any]) -> None:
             cells += [
                 f"{lat['mean']:.2f} ±{half:.2f}", f"{lat['p99']:.2f}", f"{r['fps']:.2f}",
                 f"{r['e2e_fps']:.2f}", f"{speedup.get(r['config'], 1.0):.2f}x",
-                f"{r['efficiency']:.2f}", f"{roof['fps_ceiling']:.1f}",
+                f"{r['efficiency']:.2f}", _f(roof["fps_ceiling"], ".1f"),
             ]
         else:
             cells += [f"{r['gflops']:.2f}", f"{r['dram_mb']:.1f}",
-                      f"{roof['latency_floor_ms']:.3f}", f"{roof['fps_ceiling']:.1f}"]
+                      _f(roof["latency_floor_ms"], ".3f"), _f(roof["fps_ceiling"], ".1f")]
         table.add_row(*cells)
     console.print(table)
     gflops = {tuple(r["input_hw"]): r["gflops"] for r in results}

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 SOURCE_HELP = (
     "Camera index (0), /dev/videoN, csi://N[?width=&height=&fps=&flip=], rtsp://..., a video "
-    "file, an image folder or a quoted glob ('frames/*.png')."
+    "file, an image folder or a quoted glob ('frames/*.png'); a ROS bag: "
+    "'rec.mcap?topic=/camera/image_raw&start=SEC&end=SEC', a rosbag2 folder, .db3 or ROS 1 .bag."
 )
 SINK_HELP = (
-    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, or none. "
+    "display (q/Esc quits), out.mp4 / out.avi, a folder of PNG masks, out.mcap or rosbag2:DIR "
+    "(a ROS 2 bag of the node's topics), or none. "
     "auto: display when there is one, else none."
 )
 MASKS_HELP = (
@@ -61,6 +63,8 @@ def run_cli(
     reconnect: int = typer.Option(
         5, "--reconnect", min=0, help="Attempts to reopen a lost camera or stream (backoff)."
     ),
+    device: str = typer.Option("auto", "--device", help="Torch/TensorRT device: cpu, cuda, "
+                               "cuda:N or auto."),
     json_: bool = JsonOpt,
 ) -> None:
     _quiet_opencv()
@@ -77,18 +81,20 @@ def run_cli(
         sink = "display" if display_available() else "none"
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
     from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.devices import check_device_spec
 
     model_path, own_backend = pick_model(weights, onnx, engine)
     if backend not in (None, own_backend) and not (backend == "tensorrt" and onnx is not None):
         raise EdgesegError(f"--backend {backend} runs an --onnx model as a TensorRT engine; "
                            f"{model_path.name} runs on {own_backend}")
     backend = backend or own_backend
+    check_device_spec(device)
     check_visualize(visualize, alpha)
     check_sink(parse_sink(sink), mask_list)
     # Source and sink are checked before the model loads, so a typo fails in a second.
     src = FrameSource(source, warn=warn, reconnect=Reconnect(attempts=reconnect)).open()
     try:
-        seg = load_segmenter(model_path, backend, profile,
+        seg = load_segmenter(model_path, backend, profile, device,
                              say=lambda m: console.print(m, soft_wrap=True, highlight=False))
     except BaseException:
         src.close()

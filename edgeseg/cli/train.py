@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.runtime.devices import DEVICE_HELP
 
 
 @command("train", help="Train DESANet (paper 4.1 recipe; torchrun for multi-GPU).")
@@ -43,7 +44,7 @@ def train_cli(
     ),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under torchrun."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 [auto]."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"{DEVICE_HELP} [auto]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -102,13 +103,15 @@ def eval_cli(
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="Write submission PNGs (Cityscapes label ids) here."
     ),
+    device: str = typer.Option("auto", "--device", help=f"Torch device: {DEVICE_HELP}."),
     json_: bool = JsonOpt,
 ) -> None:
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.train.evaluate import evaluate
 
     with progress("eval", len(CityscapesDataset(data, split))) as bar:
-        report = evaluate(weights, data, split, save_pred, on_image=bar)
+        report = evaluate(weights, data, split, save_pred, on_image=bar,
+                          device=device)
     if json_:
         emit_json(report)
     else:

@@ -16,7 +16,6 @@ Typical use::
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -226,10 +225,9 @@ def _dims(dims: Any) -> list[int]:
 
 
 def _write_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from edgeseg.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, data)  # any buffer (trt.IHostMemory)
 
 
 def build_engine(

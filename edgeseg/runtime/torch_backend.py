@@ -26,7 +26,8 @@ class TorchSegmenter(Segmenter):
     Args:
         model: the network (eval mode is set here); returns logits (N, C, H, W).
         meta: its metadata.
-        device: ``cpu``, ``cuda``, ``cuda:1`` ...
+        device: ``cpu``, ``cuda`` (the current CUDA device), ``cuda:1``, ``auto``
+            (:func:`edgeseg.runtime.devices.parse_device`).
         channels_last: run in NHWC memory format.
         fp16: half precision (CUDA only).
         dcn: deformable conv implementation (``auto``, ``native``, ``portable``) when the model
@@ -57,12 +58,9 @@ class TorchSegmenter(Segmenter):
         if input_hw is not None:
             meta.input_hw = (int(input_hw[0]), int(input_hw[1]))
         super().__init__(meta)
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise EdgesegError(f"bad torch device {device!r}: {e}") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise EdgesegError(f"device {device} requested but torch sees no CUDA GPU")
+        from edgeseg.runtime.devices import parse_device
+
+        self.device = parse_device(device, what="device")
         if fp16 and self.device.type != "cuda":
             raise EdgesegError("fp16 inference with torch needs a CUDA device (--device cuda)")
         if dcn is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,25 @@ import torch
 from edgeseg import __version__
 from edgeseg.artifacts.checkpoint import (
     FORMAT,
+    check_variant,
+    checkpoint_variant,
     default_meta,
     file_sha256,
     load_checkpoint,
     load_model,
+    load_state,
 )
 from edgeseg.artifacts.meta import ModelMeta
 
 __all__ = [
     "FORMAT",
+    "check_variant",
+    "checkpoint_variant",
     "default_meta",
     "file_sha256",
     "load_checkpoint",
     "load_model",
+    "load_state",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -72,16 +77,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "edgeseg_version": __version__, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from edgeseg.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from edgeseg.errors import EdgesegError
 
-__all__ = ["OPTIMIZERS", "RECIPES", "TrainConfig", "load_train_config"]
+__all__ = ["OPTIMIZERS", "RECIPES", "TrainConfig", "check_values", "load_train_config"]
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -52,8 +54,6 @@ class TrainConfig:
         return d
 
 
-_TUPLES = {"crop", "scale"}
-
 # Named starting points under the YAML and the flags. "paper" is section 4.1 as written (the
 # TrainConfig defaults). "cpu-quick" is a ~5-minute run on 2 CPU cores on synthetic scenes at
 # 128x256 from random init (val mIoU ~0.6), tuned on this project's 2-core CI machine
@@ -81,6 +81,7 @@ def load_train_config(
     if recipe not in RECIPES:
         raise EdgesegError(f"--recipe: expected one of {', '.join(RECIPES)}, got '{recipe}'")
     values: dict[str, Any] = dict(RECIPES[recipe])
+    from_file: set[str] = set()
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -92,24 +93,113 @@ def load_train_config(
         if not isinstance(loaded, dict):
             raise EdgesegError(f"{path}: expected a mapping of training options")
         values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name: f for f in fields(TrainConfig)}
-    for key, value in values.items():
+        from_file = {str(k) for k in loaded}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    from_file -= set(given)
+    known = {f.name for f in fields(TrainConfig)}
+    for key in values:
         if key not in known:
             raise EdgesegError(f"{path or 'options'}: unknown training option '{key}'")
-        if key in _TUPLES:
-            if isinstance(value, (int, float)):
-                value = (value, value)
-            if not (isinstance(value, (list, tuple)) and len(value) == 2):
-                raise EdgesegError(f"{path or 'options'}: {key}: expected two numbers, got {value!r}")
-            values[key] = tuple(value)
+    values = check_values(values, {k: (f"{path}: " if k in from_file else "") for k in values})
     cfg = TrainConfig(**values)
-    if cfg.iters <= 0 or cfg.batch <= 0:
-        raise EdgesegError("iters and batch must be positive")
-    where = f"{path}: " if path is not None else ""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise EdgesegError(f"{where}optimizer: expected one of {', '.join(OPTIMIZERS)}, "
-                           f"got {cfg.optimizer!r}")
-    if cfg.warmup_iters < 0:
-        raise EdgesegError(f"{where}warmup_iters must be >= 0, got {cfg.warmup_iters}")
+    from edgeseg.train.limits import check_crop
+
+    check_crop(cfg)
     return cfg
+
+
+# -- validation: every key's type (from the dataclass annotations) and range -------------------
+
+_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "iters": (lambda v: v >= 1, ">= 1"),
+    "batch": (lambda v: v >= 1, ">= 1"),
+    "crop": (lambda v: min(v) >= 1, "two sizes >= 1 (HxW)"),
+    "lr": (lambda v: 0 < v < float("inf"), "> 0"),
+    "warmup_iters": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "poly_power": (lambda v: v > 0, "> 0"),
+    "scale": (lambda v: 0 < v[0] <= v[1], "two factors 0 < min <= max"),
+    "workers": (lambda v: v >= 0, ">= 0"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),  # numpy's seed range
+    "ckpt_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    "eval_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from edgeseg.models.desanet import VARIANTS
+
+    return {"model": tuple(VARIANTS), "optimizer": OPTIMIZERS}
+
+
+def check_values(values: dict[str, Any], where: dict[str, str]) -> dict[str, Any]:
+    """Type- and range-check training options; ``where[key]`` prefixes the message (the YAML
+    file a value came from). Returns the values with pairs as tuples and ints as floats where
+    a float is expected."""
+    hints = get_type_hints(TrainConfig)
+    choices = _choices()
+    out = dict(values)
+    for key, value in values.items():
+        prefix = f"{where.get(key, '')}{key}"
+        ok, value, expected = _coerce(value, hints.get(key, Any))
+        if not ok:
+            raise EdgesegError(f"{prefix}: expected {expected}, got {value!r} ({_kind(value)})")
+        if key in choices and value not in choices[key]:
+            raise EdgesegError(f"{prefix}: expected one of {', '.join(choices[key])}, got {value!r}")
+        if key == "device":
+            from edgeseg.runtime.devices import check_device_spec
+
+            check_device_spec(value, prefix)
+        limit = _LIMITS.get(key)
+        if limit is not None and value is not None and not limit[0](value):
+            raise EdgesegError(f"{prefix}: expected {limit[1]}, got {_show(value)}")
+        out[key] = value
+    return out
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any, str]:
+    """(ok, value, expected) for ``value`` against the annotation ``tp``."""
+    args = get_args(tp)
+    if tp is Any:
+        return True, value, ""
+    if get_origin(tp) in (Union, UnionType):
+        if value is None and type(None) in args:
+            return True, None, ""
+        rest = [a for a in args if a is not type(None)]
+        ok, v, expected = _coerce(value, rest[0]) if len(rest) == 1 else (True, value, "")
+        return ok, v, f"{expected} or null" if not ok else ""
+    if get_origin(tp) is tuple:
+        item = args[0]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value, value]
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            coerced = [_coerce(v, item) for v in value]
+            if all(c[0] for c in coerced):
+                return True, tuple(c[1] for c in coerced), ""
+        word = "integers" if item is int else "numbers"
+        return False, value, f"two {word} (a list [a, b] or one number for both)"
+    if get_origin(tp) is dict or tp is dict:
+        return isinstance(value, dict), value, "a mapping"
+    if tp is bool:
+        return isinstance(value, bool), value, "true or false"
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value), ""
+        return False, value, "a number"
+    if tp is str:
+        return isinstance(value, str), value, "a string"
+    return True, value, ""
+
+
+def _kind(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, tuple) else repr(value)

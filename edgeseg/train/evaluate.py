@@ -106,14 +106,27 @@ def evaluate(
     save_pred: str | Path | None = None,
     *,
     on_image: Callable[..., Any] | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Library entry of `edgeseg eval`: one confusion matrix of a model (any artifact) over a
-    Cityscapes-layout split; ``on_image(1)`` after each image."""
+    Cityscapes-layout split; ``on_image(1)`` after each image. A checkpoint runs on
+    ``device`` (:func:`~edgeseg.runtime.devices.parse_device`; auto: CUDA when torch sees a
+    GPU, with the argmax there); an ONNX or engine in its own backend."""
+    from edgeseg.artifacts.files import artifact_kind
     from edgeseg.data.cityscapes import CityscapesDataset
+    from edgeseg.errors import EdgesegError
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
 
+    dev = parse_device(device)
     dataset = CityscapesDataset(data, split)
-    seg = open_segmenter(weights)
+    if artifact_kind(weights) == "checkpoint":
+        seg = open_segmenter(weights, device=str(dev), argmax=dev.type == "cuda")
+    elif device != "auto":
+        raise EdgesegError(f"--device applies to checkpoints (.pt); {Path(weights).name} runs "
+                           "in its own backend")
+    else:
+        seg = open_segmenter(weights)
     items = ((*dataset.load(i), dataset.image_path(i)) for i in range(len(dataset)))
     return evaluate_segmenter(
         lambda rgb: seg(rgb[:, :, ::-1], native_size=True), items, list(seg.meta.classes),

@@ -28,8 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgeseg.errors import EdgesegError
 from edgeseg.train.checkpoint import (
+    check_variant,
     default_meta,
     load_checkpoint,
+    load_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -93,11 +95,10 @@ class _KeyedDataset(Dataset):
 
 
 def _device(cfg: TrainConfig, dist: Dist) -> torch.device:
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", dist.local_rank)
-    return torch.device("cpu")
+    from edgeseg.runtime.devices import parse_device
+
+    # under torchrun each process takes its LOCAL_RANK's GPU for "cuda" and "auto"
+    return parse_device(cfg.device, local_rank=dist.local_rank if dist.world_size > 1 else None)
 
 
 class _StopFlag:
@@ -217,6 +218,7 @@ def train(
         ckpt = load_checkpoint(resume)
         if "optimizer" not in ckpt:
             raise EdgesegError(f"{resume}: weights-only checkpoint, cannot resume training")
+        check_variant(ckpt, cfg.model, resume)
         start_iter = int(ckpt["iteration"])
     torch.manual_seed(cfg.seed)
     model: nn.Module = build_model(cfg.model, backbone_weights=cfg.backbone_weights)
@@ -232,7 +234,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     if ckpt is not None:
-        raw_model.load_state_dict(ckpt["model"])
+        load_state(raw_model, ckpt["model"], resume)  # type: ignore[arg-type]
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if "scaler" in ckpt:
@@ -244,9 +246,11 @@ def train(
         )
     criterion = build_criterion(cfg, NUM_CLASSES)
     meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
+    # inputs (the dataset) are checked before anything is written: a bad --data leaves no run
+    loader = build_loader(cfg, dist, start_iter, device)
     out.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(out, log) if (cfg.tensorboard and dist.main) else None
-    metrics = (out / "metrics.jsonl").open("a") if dist.main else None
+    metrics = _LazyLog(out / "metrics.jsonl") if dist.main else None
 
     def save(iteration: int) -> None:
         if dist.main:
@@ -261,7 +265,6 @@ def train(
                 "meta": meta.to_dict(),
             })
 
-    loader = build_loader(cfg, dist, start_iter, device)
     losses: list[float] = []
     it, interrupted, t0 = start_iter, False, time.perf_counter()
     model.train()
@@ -356,6 +359,28 @@ def _last_line(message: str) -> str:
 
 def _fmt(terms: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+
+
+class _LazyLog:
+    """metrics.jsonl, opened (for appending) at the first line: a run that fails before its
+    first logged iteration leaves no empty log behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: Any = None
+
+    def write(self, line: str) -> None:
+        if self._f is None:
+            self._f = self.path.open("a")
+        self._f.write(line)
+
+    def flush(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
 
 
 def _tensorboard(out: Path, log: Callable[[str], None]) -> Any:

@@ -107,3 +107,16 @@ def match_source(uri: str) -> IOKind | None:
 def match_sink(uri: str) -> IOKind | None:
     """The registered (non built-in) sink kind of a ``--sink``, or None."""
     return _match(SINKS, uri)
+
+
+# ROS bags through rosbags, no ROS needed (edgeseg/ros/bag.py).
+register_source(IOKind(
+    "rosbag", "edgeseg.ros.bag:open_bag_capture", schemes=("rosbag2",),
+    suffixes=(".mcap", ".db3", ".bag"), probe="edgeseg.ros.probe:is_rosbag2_folder",
+    help="ROS 2 bag folder, .mcap / .db3 file or ROS 1 .bag: ?topic=/camera/image_raw&start=SEC&end=SEC",
+))
+register_sink(IOKind(
+    "rosbag", "edgeseg.ros.bag:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
+    probe="edgeseg.ros.probe:is_rosbag2_sink",
+    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics (&ns=&outputs=&alpha=&class_ids=)",
+))

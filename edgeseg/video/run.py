@@ -29,14 +29,18 @@ def pick_model(
     return given[0]
 
 
-def load_segmenter(path: Path, backend: str, profile: str | None = None,
-                   say: Callable[[str], Any] | None = None) -> Segmenter:
+def load_segmenter(
+    path: Path, backend: str, profile: str | None = None, device: str = "auto",
+    say: Callable[[str], Any] | None = None,
+) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
-    ONNX or engine keeps its own). A checkpoint runs on CUDA when torch sees a GPU, with the
-    argmax there. An ONNX with ``backend="tensorrt"`` runs through the engine cache: a
-    matching engine is reused, else one is built (``say`` gets one line saying which, and why).
+    ONNX or engine keeps its own). A checkpoint runs on ``device`` (auto: CUDA when torch sees
+    a GPU), with the argmax there on CUDA; an engine on that CUDA device. An ONNX with
+    ``backend="tensorrt"`` runs through the engine cache: a matching engine is reused, else one
+    is built (``say`` gets one line saying which, and why).
     """
     from edgeseg.runtime import open_segmenter
+    from edgeseg.runtime.devices import parse_device
 
     if backend == "tensorrt" and Path(path).suffix.lower() == ".onnx":
         from edgeseg.deploy.engine_export import engine_for_onnx
@@ -46,11 +50,15 @@ def load_segmenter(path: Path, backend: str, profile: str | None = None,
         precision = prof.deploy.precision if prof is not None else "fp16"
         path = engine_for_onnx(Path(path), precision, prof, say=say)
     opts: dict[str, Any] = {}
+    dev = parse_device(device)
     if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():  # labels, not 19-channel logits, cross to the host
-            opts.update(device="cuda", argmax=True)
+        opts["device"] = str(dev)
+        if dev.type == "cuda":  # labels, not 19-channel logits, cross to the host
+            opts["argmax"] = True
+    elif backend == "tensorrt" and dev.type == "cuda":
+        opts["device"] = dev.index
+    elif device != "auto" and dev.type != "cpu":
+        raise EdgesegError(f"--device {device}: {backend} runs on the CPU here")
     if profile is not None:
         from edgeseg.profiles import load_profile
 

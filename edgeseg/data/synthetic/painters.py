@@ -1,5 +1,5 @@
-"""The scene elements: sky, ground, facades, trees, fences, poles with signs and lights,
-people, cars, the ego vehicle's bonnet.
+"""The scene elements: sky, ground, facades, trees, fences, walls, poles with signs and
+lights, people, cars, the ego vehicle's bonnet (the other road users are in traffic.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from edgeseg.data.synthetic.canvas import (
     SKY,
     TERRAIN,
     VEGETATION,
+    WALL,
     Camera,
     Canvas,
     Color,
@@ -228,6 +229,58 @@ def draw_fence(
     cv.lines(cam.project(x, ys, z0), cam.project(x, ys, z1), bar, thick)
 
 
+def draw_wall(
+    cv: Canvas,
+    cam: Camera,
+    rng: np.random.Generator,
+    x: float,
+    z0: float,
+    z1: float,
+    h: float,
+    side: int,
+) -> None:
+    """A free-standing wall in the plane X = x (Cityscapes 'wall': not part of a building):
+    concrete, brick or stone, with block courses, a coping and, seen from above, its top."""
+    kind = rng.random()
+    if kind < 0.4:  # concrete
+        base = hsv_color(rng, (0, 360), (0.0, 0.1), (0.35, 0.8))
+    elif kind < 0.7:  # brick
+        base = hsv_color(rng, (0, 25), (0.35, 0.7), (0.3, 0.65))
+    else:  # stone, rendered
+        base = (
+            any_color(rng)
+            if rng.random() < 0.4
+            else hsv_color(rng, (25, 50), (0.1, 0.4), (0.4, 0.85))
+        )
+    quad = cam.project(np.full(4, x), np.array([0, 0, h, h]), np.array([z0, z1, z1, z0]))
+    cv.poly(quad, base, WALL)
+    thick = rng.uniform(0.2, 0.4)
+    if cam.h > h:  # the top, towards the camera's side of the wall
+        top = cam.project(
+            np.array([x, x, x + side * thick, x + side * thick]), h, np.array([z0, z1, z1, z0])
+        )
+        cv.poly(top, shade(base, rng.uniform(1.1, 1.3)), WALL)
+    if z0 > 0.5:  # the end face, when the wall starts in front of us
+        end = cam.project(
+            np.array([x, x + side * thick, x + side * thick, x]), np.array([0, 0, h, h]), z0
+        )
+        cv.poly(end, shade(base, rng.uniform(0.75, 0.9)), WALL)
+    coping = cam.project(
+        np.full(4, x), np.array([h - 0.12, h - 0.12, h, h]), np.array([z0, z1, z1, z0])
+    )
+    cv.poly(coping, shade(base, rng.uniform(0.8, 1.25)), WALL)
+    if kind >= 0.4:  # block courses and staggered joints
+        joint = shade(base, rng.uniform(0.6, 0.8))
+        course = rng.uniform(0.2, 0.45)
+        ys = np.arange(course, h - 0.12, course)
+        cv.lines(cam.project(x, ys, z0), cam.project(x, ys, z1), joint)
+        step = course * rng.uniform(1.5, 2.5)
+        zs = np.arange(z0 + step / 2, min(z1, z0 + 30.0), step)
+        for k, y in enumerate(ys[:6]):
+            zk = zs + (step / 2) * (k % 2)
+            cv.lines(cam.project(x, y - course, zk), cam.project(x, y, zk), joint)
+
+
 def draw_tree(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float) -> None:
     """Trunk and crown; Cityscapes labels both as vegetation."""
     trunk_h, trunk_w, r = rng.uniform(1.8, 3.5), rng.uniform(0.25, 0.5), rng.uniform(1.4, 3.0)
@@ -370,6 +423,54 @@ def draw_person(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: 
         cv.ellipse(head - np.array([0, 0.03 * h * s]), (0.062 * h * s, 0.05 * h * s), hair, PERSON)
 
 
+def box_faces(
+    cv: Canvas,
+    cam: Camera,
+    rng: np.random.Generator,
+    bounds: tuple[float, float, float, float, float, float],
+    color: Color,
+    label: int,
+    inset: float = 0.0,
+) -> None:
+    """The faces of an axis-aligned box (xa, xb, ya, yb, za, zb) the camera sees: the face
+    towards it (Z = za), the side facing it and the top when the camera is higher; each side
+    shaded its own way. ``inset`` narrows the top's far edge (a cabin's sloping roof)."""
+    xa, xb, ya, yb, za, zb = bounds
+    back = cam.project(np.array([xa, xb, xb, xa]), np.array([ya, ya, yb, yb]), za)
+    faces = [(back, 1.0)]
+    if xb < 0 or xa > 0:
+        xs = xb if xb < 0 else xa
+        faces.append(
+            (
+                cam.project(xs, np.array([ya, ya, yb, yb]), np.array([za, zb, zb, za])),
+                rng.uniform(0.7, 0.9),
+            )
+        )
+    if cam.h > yb:
+        faces.append(
+            (
+                cam.project(
+                    np.array([xa, xb, xb - inset, xa + inset]), yb, np.array([za, za, zb, zb])
+                ),
+                rng.uniform(1.05, 1.25),
+            )
+        )
+    for pts, k in faces:
+        cv.poly(pts, shade(color, k), label)
+
+
+def wheel(
+    cv: Canvas, cam: Camera, x: float, z: float, r: float, half: float, tyre: Color, label: int
+) -> None:
+    """A road wheel in the plane X = x (its side) and its tread facing the camera at Z = z."""
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    cv.poly(cam.project(x, r + r * np.sin(ang), z + r * np.cos(ang)), tyre, label)
+    tread = cam.project(
+        np.array([x - half, x + half, x + half, x - half]), np.array([0, 0, r + 0.07, r + 0.07]), z
+    )
+    cv.poly(tread, tyre, label)
+
+
 def draw_car(
     cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float, oncoming: bool
 ) -> None:
@@ -381,47 +482,13 @@ def draw_car(
     tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
     glass = hsv_color(rng, (180, 230), (0.05, 0.35), (0.08, 0.4))
 
-    def box(
-        xa: float, xb: float, ya: float, yb: float, za: float, zb: float, color: Color, inset: float
-    ) -> None:
-        # visible faces of an axis-aligned box: back (Z = za), side facing the camera, top
-        back = cam.project(np.array([xa, xb, xb, xa]), np.array([ya, ya, yb, yb]), za)
-        faces = [(back, 1.0)]
-        if xb < 0 or xa > 0:
-            xs = xb if xb < 0 else xa
-            faces.append(
-                (
-                    cam.project(xs, np.array([ya, ya, yb, yb]), np.array([za, zb, zb, za])),
-                    rng.uniform(0.7, 0.9),
-                )
-            )
-        if cam.h > yb:
-            faces.append(
-                (
-                    cam.project(
-                        np.array([xa, xb, xb - inset, xa + inset]), yb, np.array([za, za, zb, zb])
-                    ),
-                    rng.uniform(1.05, 1.25),
-                )
-            )
-        for pts, k in faces:
-            cv.poly(pts, shade(color, k), CAR)
-
     # wheels under the body, on the visible side and at the back corners
     for zw in (z0 + 0.75, z1 - 0.8):
         for xw in (x0 + 0.12, x1 - 0.12):
-            ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
-            pts = cam.project(xw, 0.33 + 0.33 * np.sin(ang), zw + 0.33 * np.cos(ang))
-            cv.poly(pts, tyre, CAR)
-            back = cam.project(
-                np.array([xw - 0.12, xw + 0.12, xw + 0.12, xw - 0.12]),
-                np.array([0, 0, 0.4, 0.4]),
-                zw,
-            )
-            cv.poly(back, tyre, CAR)
-    box(x0, x1, 0.3, top, z0, z1, paint, 0.0)
+            wheel(cv, cam, xw, zw, 0.33, 0.12, tyre, CAR)
+    box_faces(cv, cam, rng, (x0, x1, 0.3, top, z0, z1), paint, CAR)
     cz0, cz1 = z0 + length * rng.uniform(0.15, 0.3), z1 - length * rng.uniform(0.25, 0.4)
-    box(x0 + 0.08, x1 - 0.08, top, roof, cz0, cz1, paint, 0.1)
+    box_faces(cv, cam, rng, (x0 + 0.08, x1 - 0.08, top, roof, cz0, cz1), paint, CAR, 0.1)
     # rear/front window and lights on the face towards the camera
     win = cam.project(
         np.array([x0 + 0.18, x1 - 0.18, x1 - 0.25, x0 + 0.25]),

@@ -10,19 +10,26 @@ import cv2
 import numpy as np
 
 from edgeseg.data.synthetic.canvas import (
+    BICYCLE,
     BUILDING,
+    BUS,
     CAR,
     EGO,
     FENCE,
     LIGHT,
+    MOTORCYCLE,
     PERSON,
     POLE,
+    RIDER,
     ROAD,
     SIDEWALK,
     SIGN,
     SKY,
     TERRAIN,
+    TRAIN,
+    TRUCK,
     VEGETATION,
+    WALL,
     Camera,
     Canvas,
 )
@@ -39,6 +46,14 @@ from edgeseg.data.synthetic.painters import (
     draw_skyline,
     draw_tree,
     draw_tree_line,
+    draw_wall,
+)
+from edgeseg.data.synthetic.traffic import (
+    draw_bus,
+    draw_rails,
+    draw_tram,
+    draw_truck,
+    draw_two_wheeler,
 )
 from edgeseg.errors import EdgesegError
 
@@ -63,8 +78,40 @@ for _lab, _f, _c in (
     (PERSON, 5, 6),
     (CAR, 3, 5),
     (EGO, 3, 3),
+    (WALL, 5, 9),
+    (RIDER, 5, 6),
+    (TRUCK, 3, 5),
+    (BUS, 3, 5),
+    (TRAIN, 3, 5),
+    (MOTORCYCLE, 3, 4),
+    (BICYCLE, 2, 3),
 ):
     _FINE[_lab], _COARSE[_lab] = _f, _c
+
+
+class _Road:
+    """Footprints (x0, x1, z0, z1) of the vehicles on the road, so that none overlap."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[float, float, float, float]] = []
+
+    def take(self, x: float, half: float, z0: float, z1: float) -> None:
+        self.taken.append((x - half, x + half, z0 - 0.5, z1 + 0.5))
+
+    def free(self, x: float, half: float, z0: float, z1: float) -> bool:
+        a0, a1, b0, b1 = x - half, x + half, z0 - 0.5, z1 + 0.5
+        return all(a1 <= xa or a0 >= xb or b1 <= za or b0 >= zb for xa, xb, za, zb in self.taken)
+
+    def place(
+        self, rng: np.random.Generator, x: float, half: float, length: float, lo: float, hi: float
+    ) -> float | None:
+        """A free depth in [lo, hi] for a vehicle of this half width and length, or None."""
+        for _ in range(6):
+            z = float(rng.uniform(lo, hi))
+            if self.free(x, half, z, z + length):
+                self.take(x, half, z, z + length)
+                return z
+        return None
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -115,6 +162,16 @@ def generate_scene(
         if kind in ("buildings", "garden"):
             z = rng.uniform(0.5, 3.0)
             while z < z_end:
+                if rng.random() < 0.1:  # a yard wall between two buildings, a tree behind it
+                    zb = min(z + rng.uniform(4.0, 12.0), z_end)
+                    wall = (front, z, zb, rng.uniform(1.8, 3.2), side)
+                    objects.append((zb + 1000.0, draw_wall, wall))
+                    if rng.random() < 0.6:
+                        tz = (z + zb) / 2
+                        tree = (front + side * rng.uniform(2.0, 5.0), tz)
+                        objects.append((zb + 1000.5, draw_tree, tree))
+                    z = zb
+                    continue
                 zb = min(z + rng.uniform(8.0, 30.0), z_end)
                 objects.append((zb + 1000.0, draw_facade, (front, z, zb, rng.uniform(8.0, 30.0))))
                 z = zb
@@ -129,8 +186,11 @@ def generate_scene(
             # boundary of the plot: a fence or a hedge along the sidewalk
             bx = outer + side * 0.15
             z0, z1 = rng.uniform(1.0, 6.0), rng.uniform(25.0, z_end)
-            if rng.random() < 0.55:
+            u = rng.random()
+            if u < 0.5:
                 objects.append((z1, draw_fence, (bx, z0, z1, rng.uniform(1.0, 1.9))))
+            elif u < 0.72:
+                objects.append((z1, draw_wall, (bx, z0, z1, rng.uniform(0.6, 1.8), side)))
             else:
                 objects.append((z1, draw_hedge, (bx, z0, z1, rng.uniform(1.0, 2.2))))
         elif rng.random() < 0.35:  # a fence between sidewalk and road side of a building row
@@ -150,16 +210,66 @@ def generate_scene(
             pz = rng.uniform(5.0, 30.0)
             x = edge + side * rng.uniform(0.6, max(0.7, sw - 0.4))
             objects.append((pz, draw_person, (x, pz)))
+        if rng.random() < 0.3:  # parked bicycles (now and then a motorcycle) side by side
+            bz = rng.uniform(5.0, 25.0)
+            x = edge + side * rng.uniform(0.7, max(0.8, sw - 0.6))
+            for k in range(int(rng.integers(1, 4))):
+                head = side * np.pi / 2 + rng.uniform(-0.4, 0.4)
+                motor = bool(rng.random() < 0.15)
+                objects.append((bz, draw_two_wheeler, (x, bz, head, motor, False)))
+                bz += rng.uniform(0.6, 0.9)
 
     # traffic on the road, and the occasional pedestrian crossing it
     lanes = np.arange(xl + 1.6, xr - 1.0, rng.uniform(2.8, 3.4))
     busy = int(rng.integers(len(lanes)))  # at least one car in this lane
+    tram = int(rng.integers(len(lanes)))  # a tram line down this lane if it is not the busy one
+    if tram == busy or rng.random() < 0.45:
+        tram = -1
+    road = _Road()
+    ways: list[tuple[float, bool]] = []  # (centre, oncoming) of each lane
     for k, cx in enumerate(lanes + rng.uniform(-0.3, 0.3, len(lanes))):
         cz = rng.uniform(4.0, 30.0)
         oncoming = bool(cx < 0 and rng.random() < 0.5)
+        ways.append((float(cx), oncoming))
+        if k == tram:
+            continue
         for _ in range(int(rng.integers(1 if k == busy else 0, 4))):
             objects.append((cz, draw_car, (cx, cz, oncoming)))
+            road.take(cx, 1.1, cz, cz + 4.8)
             cz += rng.uniform(6.0, 25.0)
+    if tram >= 0:
+        draw_rails(cv, cam, rng, float(lanes[tram]), z_end)
+        if rng.random() < 0.85:
+            tz = road.place(rng, float(lanes[tram]), 1.4, 36.0, 8.0, 40.0)
+            if tz is not None:
+                objects.append((tz, draw_tram, (float(lanes[tram]), tz, ways[tram][1])))
+    motor_ways = [w for k, w in enumerate(ways) if k != tram]
+    for paint, p, length in ((draw_bus, 0.25, 12.5), (draw_truck, 0.3, 10.8)):
+        if motor_ways and rng.random() < p:
+            cx, oncoming = motor_ways[int(rng.integers(len(motor_ways)))]
+            vz = road.place(rng, cx, 1.35, length, 8.0, 50.0)
+            if vz is not None:
+                objects.append((vz, paint, (cx, vz, oncoming)))
+    if motor_ways and rng.random() < 0.3:  # a motorcyclist in a lane
+        cx, oncoming = motor_ways[int(rng.integers(len(motor_ways)))]
+        mx = cx + rng.uniform(-0.5, 0.5)
+        mz = road.place(rng, mx, 0.5, 2.4, 5.0, 35.0)
+        if mz is not None:
+            head = (np.pi if oncoming else 0.0) + rng.uniform(-0.1, 0.1)
+            objects.append((mz + 1.2, draw_two_wheeler, (mx, mz + 1.2, head, True, True)))
+    if rng.random() < 0.5:  # a cyclist by the kerb, away on the right, towards us on the left
+        right = bool(rng.random() < 0.65)
+        bx = xr - rng.uniform(0.5, 0.9) if right else xl + rng.uniform(0.5, 0.9)
+        bz = road.place(rng, bx, 0.4, 1.8, 5.0, 30.0)
+        if bz is not None:
+            head = (0.0 if right else np.pi) + rng.uniform(-0.12, 0.12)
+            objects.append((bz + 0.9, draw_two_wheeler, (bx, bz + 0.9, head, False, True)))
+    if rng.random() < 0.12:  # a cyclist crossing the street
+        bx = rng.uniform(xl + 1.0, xr - 1.0)
+        bz = road.place(rng, bx, 1.0, 0.8, 6.0, 20.0)
+        if bz is not None:
+            head = float(rng.choice([-1.0, 1.0])) * np.pi / 2 + rng.uniform(-0.3, 0.3)
+            objects.append((bz + 0.4, draw_two_wheeler, (bx, bz + 0.4, head, False, True)))
     if rng.random() < 0.3:
         pz = rng.uniform(6.0, 20.0)
         objects.append((pz, draw_person, (rng.uniform(xl + 0.5, xr - 0.5), pz)))

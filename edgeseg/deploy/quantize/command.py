@@ -202,11 +202,9 @@ def calibrate(
     say(f"will calibrate on {len(cal)} images and compare FP32 with INT8 on {len(held)} "
         f"held-out images" + (f" ({runs} latency runs each)" if runs and held else ""))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the output folder's mode
+    from edgeseg.atomic import staging_dir
+
+    staging = staging_dir(out)  # mkdtemp's 0700 would become the output folder's mode
     work = Path(tempfile.mkdtemp(prefix="edgeseg-calibrate-"))
     try:
         report = _run(
