@@ -13,8 +13,6 @@ $(BIN)/edgeseg: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev,nvml,web]'
-	# tensorrt-stubs depends on the tensorrt wheel (NVIDIA's index, unreachable here): stubs only.
-	$(BIN)/pip install -q --no-deps tensorrt-stubs
 	# A real tritonserver (Python backend) for tests/test_triton.py: the binary inside the
 	# nvidia-pytriton wheel; --no-deps because its package pins numpy < 2 (never imported).
 	$(BIN)/pip install -q --no-deps 'nvidia-pytriton>=0.5'
@@ -30,7 +28,8 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check edgeseg tests benchmarks
-	$(BIN)/mypy edgeseg/deploy edgeseg/runtime edgeseg/train edgeseg/models
+	# TensorRT types come from the vendored, corrected stubs in typings/ (pyproject mypy_path)
+	$(BIN)/mypy edgeseg/deploy edgeseg/runtime edgeseg/artifacts edgeseg/train edgeseg/models edgeseg/doctor.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

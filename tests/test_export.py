@@ -318,6 +318,11 @@ def test_cli_table_lists_the_export() -> None:
          "unknown profile"),
         (["--random-init", "--model", "desanet-hn", "--format", "engine", "--out", "{tmp}/m.onnx"],
          "--format engine writes a file ending in .engine"),
+        (["--onnx", "{tmp}/missing.onnx", "--format", "engine"], "ONNX file not found"),
+        (["--calibration-cache", "{tmp}/calibration.cache", "--format", "engine"],
+         "calibration cache not found"),
+        (["--random-init", "--model", "desanet-hn", "--format", "engine", "--precision", "int8",
+          "--images", "{tmp}"], "TensorRT is not"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

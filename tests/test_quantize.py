@@ -485,3 +485,158 @@ def test_acceptance_trained_model(trained_checkpoint, fully_trained: bool, tmp_p
     min_agreement, max_drop = (0.98, 0.01) if fully_trained else (0.95, 0.02)
     assert report["agreement"] >= min_agreement
     assert report["miou_fp32"] - report["miou_int8"] <= max_drop
+
+
+# --- issue 13: Q/DQ for TensorRT, degenerate ranges, the cache's TensorRT version ------------
+
+
+def _conv_bias_onnx(path: Path, constant: float | None = None) -> Path:
+    """input -> Conv(+bias) -> [x*0 + constant ->] Conv(+bias): DESANet's offset conv has a bias;
+    ``constant`` makes an activation that is one value everywhere (a zero-initialised conv)."""
+    rng = np.random.default_rng(0)
+
+    def init(name: str, *shape: int) -> Any:
+        return helper.make_tensor(name, TensorProto.FLOAT, shape,
+                                  rng.standard_normal(int(np.prod(shape))).astype(np.float32))
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])
+    inits = [init("w", 4, 3, 3, 3), init("b", 4), init("w2", 4, 4, 1, 1), init("b2", 4)]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c1"], pads=[1, 1, 1, 1], name="c1")]
+    mid = "c1"
+    if constant is not None:
+        inits += [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                  helper.make_tensor("k", TensorProto.FLOAT, [], [constant])]
+        nodes += [helper.make_node("Mul", ["c1", "zero"], ["m"], name="mul"),
+                  helper.make_node("Add", ["m", "k"], ["flat"], name="add")]
+        mid = "flat"
+    nodes.append(helper.make_node("Conv", [mid, "w2", "b2"], ["out"], name="c2"))
+    graph = helper.make_graph(nodes, "g", [x], [y], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+    return path
+
+
+class _Batches:
+    """A CalibrationReader stand-in: ``chunks(n)`` of onnxruntime data readers."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(1)
+        self.data = [{"input": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+                     for _ in range(n)]
+
+    def chunks(self, size: int) -> Any:
+        from onnxruntime.quantization import CalibrationDataReader
+
+        for i in range(0, len(self.data), size):
+            items = iter(self.data[i:i + size])
+
+            class Reader(CalibrationDataReader):
+                def __init__(self, it: Any) -> None:
+                    self.it = it
+
+                def get_next(self) -> Any:
+                    return next(self.it, None)
+
+            yield Reader(items)
+
+
+def test_tensorrt_qdq_has_int8_only_symmetric_per_channel(tmp_path: Path) -> None:
+    """TensorRT's DequantizeLinear takes INT8 inputs only: no INT32 bias, zero points 0."""
+    from onnx import numpy_helper
+
+    from edgeseg.deploy.quantize import compute_ranges, quantize_qdq
+
+    src = _conv_bias_onnx(tmp_path / "m.onnx")
+    settings = QuantSettings.for_target("tensorrt", "minmax", ())
+    ranges = compute_ranges(src, _Batches(3), settings, tmp_path)
+    quantize_qdq(src, tmp_path / "q.onnx", ranges, settings, [], tmp_path)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    producer = {o: n for n in q.graph.node for o in n.output}
+    dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq
+    for n in dq:
+        src_t = n.input[0]
+        dtype = inits[src_t].dtype if src_t in inits else None
+        if dtype is None:  # activation: fed by a QuantizeLinear whose zero point sets the type
+            zp = inits[producer[src_t].input[2]]
+            dtype = zp.dtype
+        assert dtype == np.int8, f"{n.name} dequantizes {dtype}"
+        assert len(n.input) == 3 and inits[n.input[2]].dtype == np.int8
+        assert not inits[n.input[2]].any(), f"{n.name} has a non-zero zero point"
+    for w, cout in (("w", 4), ("w2", 4)):
+        node = next(n for n in dq if n.input[0].startswith(w + "_"))
+        assert inits[node.input[1]].shape == (cout,), "weights are quantized per output channel"
+    # the float biases stay float, for TensorRT to fuse into the INT8 conv
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    assert {c.input[2] for c in convs} == {"b", "b2"}
+
+
+def test_onnxruntime_qdq_keeps_its_settings() -> None:
+    from edgeseg.deploy.quantize.qdq import qdq_extra_options
+
+    cpu = QuantSettings.for_target("onnxruntime", machine="x86_64", cpu_flags=set())
+    assert qdq_extra_options(cpu) == {"ActivationSymmetric": False, "WeightSymmetric": True}
+    trt = qdq_extra_options(QuantSettings.for_target("tensorrt"))
+    assert trt["QuantizeBias"] is False and trt["ActivationSymmetric"] is True
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_single_value_tensor_calibrates(tmp_path: Path, method: str, target: str) -> None:
+    """A tensor that is one value everywhere used to crash onnxruntime's histogram ("Too many
+    bins for data range"); its range is now that value."""
+    from edgeseg.deploy.quantize import cache_scales, compute_ranges
+
+    src = _conv_bias_onnx(tmp_path / "m.onnx", constant=1e5)
+    settings = QuantSettings.for_target(target, method, (), machine="x86_64", cpu_flags=set())
+    ranges = compute_ranges(src, _Batches(5), settings, tmp_path)  # 3 chunks: merged too
+    lo, hi = (float(v) for v in ranges.data["flat"].range_value)
+    assert max(abs(lo), abs(hi)) == pytest.approx(1e5, rel=0.01)
+    c1 = ranges.data["c1"].range_value
+    assert float(c1[1]) > 0 and float(c1[1]) < 1e3  # the other tensors keep their histograms
+    scales = cache_scales(onnx.load(str(src)), ranges)
+    assert scales["flat"] == pytest.approx(1e5 / 127)
+
+
+def test_installed_trt_version_survives_a_broken_libnvinfer(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from edgeseg.deploy.quantize.qdq import installed_trt_version
+
+    (tmp_path / "tensorrt.py").write_text(
+        "raise OSError('libnvinfer.so.10: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    assert installed_trt_version() is None
+
+
+def test_cache_header_names_the_target_not_the_installed_tensorrt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from edgeseg.deploy.quantize import DEFAULT_CACHE_TRT_VERSION
+    from edgeseg.deploy.quantize.command import cache_trt_version
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.13.0.35"))
+    assert cache_trt_version(None) == DEFAULT_CACHE_TRT_VERSION == "8.6.2"
+    assert cache_trt_version("10.3.0.30") == "10.3.0"
+    with pytest.raises(EdgesegError, match="not a TensorRT version"):
+        cache_trt_version("jetpack")
+
+
+def test_holdout_default_is_proportionate() -> None:
+    from edgeseg.deploy.quantize.command import default_holdout
+
+    assert default_holdout(16) == 4
+    assert default_holdout(500) == 50 and default_holdout(1) == 2
+
+
+def test_latency_note_says_where_it_was_measured() -> None:
+    from edgeseg.deploy.quantize.command import latency_note
+
+    trt = latency_note("tensorrt", "this machine (CPUExecutionProvider, AMD EPYC)")
+    assert "onnxruntime" in trt and "not TensorRT" in trt and "edgeseg bench" in trt
+    assert "not TensorRT" not in latency_note("onnxruntime", "this machine")

@@ -113,7 +113,6 @@ PLANS = {
     ("10.13.0", "fp16", 0): (("FP16", "GPU_FALLBACK"), False, False, ()),
     ("11.0.0", "fp32", None): ((), False, False, ("STRONGLY_TYPED",)),
     ("11.0.0", "fp16", None): ((), False, True, ("STRONGLY_TYPED",)),
-    ("11.0.0", "fp16", 0): (("GPU_FALLBACK",), False, True, ("STRONGLY_TYPED",)),
 }
 
 
@@ -151,7 +150,9 @@ def test_plan_warns_about_deprecated_calibration_on_10_1_plus() -> None:
     [
         ({"trt_version": "11.0.0", "precision": "int8"}, "`edgeseg calibrate`"),
         ({"trt_version": "10.3.0", "precision": "fp32", "dla_core": 0}, "DLA runs only fp16"),
-        ({"trt_version": "11.0.0", "precision": "fp32", "dla_core": 0}, "DLA runs only fp16"),
+        ({"trt_version": "11.0.0", "precision": "fp16", "dla_core": 0}, "11.0 has no DLA"),
+        ({"trt_version": "11.0.0", "precision": "int8", "dla_core": 1, "has_qdq": True},
+         "no DLA"),
         ({"trt_version": "10.3.0", "precision": "bf16"}, "unknown precision"),
         ({"trt_version": "10.3.0", "precision": "fp16", "workspace_mib": 0}, "workspace"),
         ({"trt_version": "10.3.0", "precision": "fp16", "dla_core": -1}, "DLA core"),
@@ -163,6 +164,26 @@ def test_plan_refuses_impossible_combinations(kwargs: dict, match: str) -> None:
     with pytest.raises(EdgesegError, match=match) as info:
         tc.plan_build(**kwargs)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["8.6.2", "10.3.0", "10.13.0", "11.0.0"])
+def test_shipped_profiles_plan_without_spurious_warnings(version: str) -> None:
+    """Every shipped profile sets gpu_fallback with no DLA core: that is a preference for when a
+    DLA is used, not a mistake to warn about on every export."""
+    from pathlib import Path
+
+    from edgeseg.profiles import load_profile
+
+    names = sorted((Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+    assert len(names) >= 5
+    for name in names:
+        d = load_profile(name).deploy
+        if d.backend != "tensorrt":
+            continue
+        plan = tc.plan_build(version, d.precision, dla_core=d.dla_core,
+                             gpu_fallback=d.gpu_fallback, workspace_mib=d.workspace_mib)
+        assert plan.warnings == (), (name, plan.warnings)
+        assert not plan.gpu_fallback and "GPU_FALLBACK" not in plan.builder_flags
 
 
 def test_plan_dla_without_fallback_warns() -> None:
@@ -372,6 +393,19 @@ def test_check_sidecar_refuses_other_tensorrt() -> None:
         r"TensorRT 10\.3\.0",
     ):
         sc.check_sidecar(_sidecar(trt_version="8.6.2.3"), "Orin", "8.7", "10.3.0.30")
+
+
+def test_check_sidecar_refuses_dla_engine_without_that_core() -> None:
+    """An AGX Orin DLA engine passes the sm_87 check on an Orin Nano (no DLA)."""
+    dla = _sidecar(gpu_name="Orin", dla_core=1)
+    with pytest.raises(EdgesegError, match=r"DLA core 1 .*Orin Nano has no DLA") as info:
+        sc.check_sidecar(dla, "Orin Nano", "8.7", "10.3.0", dla_cores=0)
+    assert "\n" not in str(info.value)
+    with pytest.raises(EdgesegError, match="has 1 DLA core"):  # Orin NX 8GB: one core
+        sc.check_dla(dla, 1, "Orin NX")
+    sc.check_sidecar(dla, "Orin", "8.7", "10.3.0", dla_cores=2)
+    sc.check_dla(_sidecar(dla_core=None), 0)  # a GPU engine needs no DLA
+    assert sc.DLA_CORES["Jetson Orin Nano"] == 0 and sc.DLA_CORES["Jetson AGX Orin"] == 2
 
 
 def test_check_sidecar_warns_on_same_arch_other_name() -> None:

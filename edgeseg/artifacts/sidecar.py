@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ from edgeseg.artifacts.trt_version import parse_trt_version
 from edgeseg.errors import EdgesegError
 
 __all__ = [
+    "DLA_CORES",
     "EngineSidecar",
+    "check_dla",
     "check_sidecar",
     "file_sha256",
     "meta_from_sidecar",
@@ -29,6 +32,12 @@ __all__ = [
 ]
 
 SCHEMA = 1
+
+# DLA cores per Jetson module (data sheets); the message of check_dla names them.
+DLA_CORES = {
+    "Jetson AGX Orin": 2, "Jetson Orin NX 16GB": 2, "Jetson Orin NX 8GB": 1,
+    "Jetson Orin Nano": 0, "Jetson AGX Xavier": 2, "Jetson Xavier NX": 2,
+}
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -83,6 +92,9 @@ class EngineSidecar:
         model: the model metadata (``ModelMeta.to_dict()`` layout) carried over from the ONNX.
         dla_core: DLA core it runs on, None for GPU.
         builder: ``onnx`` (ONNX parser) or ``torch2trt``.
+        build_s: seconds the TensorRT build took (None when not measured).
+        dla_placement: for DLA engines, ``{"dla": n, "gpu": m, "gpu_layers": [...]}`` from
+            the builder's per-layer ``can_run_on_DLA``.
     """
 
     trt_version: str
@@ -96,6 +108,8 @@ class EngineSidecar:
     model: dict[str, Any] = field(default_factory=dict)
     dla_core: int | None = None
     builder: str = "onnx"
+    build_s: float | None = None
+    dla_placement: dict[str, Any] | None = None
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -117,7 +131,9 @@ class EngineSidecar:
     def write(self, engine_path: str | Path) -> Path:
         """Write ``<engine>.json`` next to the engine; returns its path."""
         path = sidecar_path(engine_path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -137,13 +153,33 @@ class EngineSidecar:
         return cls.from_dict(data, source=str(path))
 
 
+def check_dla(sidecar: EngineSidecar, device_dla_cores: int, device: str = "this device") -> None:
+    """Refuse a DLA engine on a device without that DLA core (one line).
+
+    An AGX Orin DLA engine passes the sm_87 check on an Orin Nano, which has no DLA, and would
+    then fail inside TensorRT's deserializer.
+    """
+    core = sidecar.dla_core
+    if core is None:
+        return
+    if device_dla_cores <= core:
+        have = "no DLA" if device_dla_cores <= 0 else f"{device_dla_cores} DLA core(s)"
+        raise EdgesegError(
+            f"engine was built for DLA core {core} (on {sidecar.gpu_name}); {device} has {have} "
+            "(AGX Orin / Orin NX 16GB / Xavier: 2, Orin NX 8GB: 1, Orin Nano: 0): rebuild it "
+            "without --dla-core, or on the target"
+        )
+
+
 def check_sidecar(
     sidecar: EngineSidecar,
     current_gpu: str,
     current_cc: str | tuple[int, int],
     current_trt: str,
+    dla_cores: int | None = None,
 ) -> None:
-    """Refuse an engine built for another GPU architecture or TensorRT release.
+    """Refuse an engine built for another GPU architecture or TensorRT release, or for a DLA
+    core this device lacks (``dla_cores``: the device's count; None skips that check).
 
     A different compute capability or TensorRT major.minor.patch raises EdgesegError (one line
     naming both sides); the same architecture under another device name (Orin NX vs Orin Nano)
@@ -157,6 +193,8 @@ def check_sidecar(
             f"TensorRT {built_trt}; this machine has {current_gpu} ({_sm(cc)}) / TensorRT "
             f"{here_trt}: rebuild it on the target with `edgeseg export --format engine ...`"
         )
+    if dla_cores is not None:
+        check_dla(sidecar, dla_cores, current_gpu)
     if sidecar.gpu_name != current_gpu:
         warnings.warn(
             f"engine built on {sidecar.gpu_name}, running on {current_gpu} (same {_sm(cc)}): "

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from edgeseg.errors import EdgesegError
 
-__all__ = ["TrtFeatures", "TrtVersion", "parse_trt_version", "trt_dtype_to_numpy"]
+__all__ = ["LEGACY_NAMES", "TrtFeatures", "TrtVersion", "parse_trt_version", "trt_dtype_to_numpy"]
+
+# TensorRT names that the vendored 10.13 stubs (typings/) do not have, each with the releases
+# that have it. Code reaches them only through ``edgeseg.runtime.trt_engine.legacy(obj, name)``;
+# every other TensorRT name is checked by mypy against the stubs.
+LEGACY_NAMES = {
+    "max_workspace_size": "IBuilderConfig / torch2trt, TensorRT < 10 (10 has memory pools)",
+    "num_bindings": "ICudaEngine, TensorRT < 10 (10 names I/O tensors)",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -135,6 +143,11 @@ class TrtFeatures:
     def tensor_address_execution(self) -> bool:
         """Run with set_tensor_address + execute_async_v3 (10+); 8.6 uses execute_v2 bindings."""
         return self.version.major >= 10
+
+    @property
+    def has_dla(self) -> bool:
+        """DLA support (builder DLA_core, DeviceType.DLA): up to 10.x; TensorRT 11 has no DLA."""
+        return self.version.major < 11
 
     @property
     def progress_monitor(self) -> bool:

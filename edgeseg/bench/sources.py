@@ -268,13 +268,24 @@ def _open_segmenter(
             opts["input_hw"] = hw
         return open_segmenter(path, backend="onnxruntime", **opts)
     # tensorrt
+    if source.kind == "onnx" and source.path is not None:
+        # An ONNX runs through the engine cache: reused when it matches, else built (one line).
+        from edgeseg.deploy.engine_export import engine_for_onnx
+
+        if tuple(source.meta.input_hw) != hw:
+            raise EdgesegError(
+                f"{source.path.name} is exported for {source.meta.input_hw[0]}x"
+                f"{source.meta.input_hw[1]}: bench its engine at that size, not {hw[0]}x{hw[1]}"
+            )
+        return open_segmenter(engine_for_onnx(source.path, config.precision, say=warn),
+                              backend="tensorrt")
     if source.kind != "engine" or source.path is None:
         from edgeseg.deploy.tensorrt import require_tensorrt
 
         require_tensorrt()
         raise EdgesegError(
-            "tensorrt runs a built engine: give --engine FILE (build one with "
-            "`edgeseg export --format engine`)"
+            "tensorrt runs a built engine: give --engine FILE or --onnx FILE (built through the "
+            "engine cache), or build one with `edgeseg export --format engine`"
         )
     if source.meta.precision != config.precision:
         raise EdgesegError(

@@ -20,6 +20,7 @@ from edgeseg.cli import info  # noqa: E402,F401
 from edgeseg.cli import profiles  # noqa: E402,F401
 from edgeseg.cli import data  # noqa: E402,F401
 from edgeseg.cli import demo  # noqa: E402,F401
+from edgeseg.cli import doctor  # noqa: E402,F401
 from edgeseg.cli import ros2  # noqa: E402,F401
 
 

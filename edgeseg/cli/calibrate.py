@@ -41,8 +41,9 @@ def calibrate_cli(
         "and the upsampling after it (default: DeformConv,GridSample,logits).",
     ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    holdout: int = typer.Option(
-        50, "--holdout", min=0, help="Held-out images for the FP32 vs INT8 comparison."
+    holdout: int | None = typer.Option(
+        None, "--holdout", min=0,
+        help="Held-out images for the FP32 vs INT8 comparison (default: num/4, 2 to 50).",
     ),
     runs: int = typer.Option(10, "--runs", min=0, help="Latency runs per model (median)."),
     height: int | None = typer.Option(
@@ -55,7 +56,7 @@ def calibrate_cli(
         "auto", "--dcn", help="Deformable conv of a --weights export: auto, native, portable."
     ),
     trt_version: str | None = typer.Option(
-        None, "--trt-version", help="TensorRT version in the cache header (default: installed, else 8.6.2)."
+        None, "--trt-version", help="TensorRT release the cache is for (header; default 8.6.2, JetPack 6.0)."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
@@ -107,9 +108,11 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_row("mIoU", _pct(report["miou_fp32"]), _pct(report["miou_int8"]),
                       f"{delta:+.2f} pt")
     speed = report["speedup"]
-    table.add_row("latency (median)", _ms(report["latency_ms_fp32"]),
+    table.add_row("latency (median, onnxruntime)", _ms(report["latency_ms_fp32"]),
                   _ms(report["latency_ms_int8"]), "—" if speed is None else f"{speed:.2f}x")
     console.print(table)
+    if report.get("latency_note") and report["latency_ms_fp32"] is not None:
+        console.print(f"latency {report['latency_note']}", soft_wrap=True)
     deltas = report.get("iou_delta_per_class") or {}
     if deltas:
         per = Table(title="IoU per class")

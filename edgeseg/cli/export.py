@@ -16,6 +16,14 @@ from edgeseg.errors import EdgesegError
 
 __all__ = ["export_cli"]
 
+OnnxOpt = typer.Option(
+    None, "--onnx", help="Build an engine from this ONNX (e.g. calibrate's model.int8.onnx)."
+)
+CacheOpt = typer.Option(
+    None, "--calibration-cache",
+    help="INT8 (TensorRT 8.6): calibrate's calibration.cache; builds its model.fp32.onnx.",
+)
+
 
 @command("export", help="Export a checkpoint to ONNX, a TensorRT engine, a torch2trt engine, a "
          "Triton model repository or a DeepStream nvinfer config, checked against PyTorch.")
@@ -82,6 +90,14 @@ def export_cli(
     model: str | None = typer.Option(
         None, "--model", "-m", help="Variant for --random-init: desanet-hn or desanet-rn."
     ),
+    onnx: Path | None = OnnxOpt,
+    images: str | None = typer.Option(
+        None, "--images", help="INT8: calibration frames TensorRT / torch2trt calibrate on."
+    ),
+    calibration_cache: Path | None = CacheOpt,
+    num_images: int | None = typer.Option(
+        None, "--num-images", min=1, help="INT8 --images to use (default: the profile's)."
+    ),
     formats: bool = typer.Option(
         False, "--formats", help="List the export formats and which this machine can build."
     ),
@@ -109,11 +125,16 @@ def export_cli(
     elif source or plugin_lib:
         raise EdgesegError("--source and --plugin-lib go with --format deepstream")
     with progress("export", export_steps(fmt or "onnx", argmax), transient=True) as bar:
+
+        def build_progress(phase: str, i: int, n: int) -> None:  # TensorRT's build phases
+            bar.note(f"{phase} {i}/{n}" if n else f"{phase}: {i} s")
+
         report = export(
             out, weights=weights, fmt=fmt, profile=profile, precision=precision,
             height=height, width=width, dcn=dcn, dynamic=dynamic, argmax=argmax, opset=opset,
-            random_init=random_init, model=model, options=options,
-            step=lambda msg: bar(1, msg),
+            random_init=random_init, model=model, options=options, onnx=onnx, images=images,
+            calibration_cache=calibration_cache, num_images=num_images,
+            step=lambda msg: bar(1, msg), build_progress=build_progress,
         )
     if json_:
         emit_json(report)
@@ -171,6 +192,15 @@ def _print_report(r: dict[str, Any]) -> None:
         rows.append(("deepstream-app", f"{r['app_config']} ({len(r['sources'])} source(s))"))
     if "tensorrt" in r:
         rows.insert(4, ("TensorRT", f"{r['tensorrt']} on {r.get('gpu', '?')}"))
+    if r.get("build_s") is not None:
+        rows.append(("build time", f"{r['build_s']:.1f} s"))
+    if r.get("int8"):
+        rows.append(("INT8", r["int8"]["source"]))
+    if r.get("dla_placement"):
+        p = r["dla_placement"]
+        listed = f" ({', '.join(p['gpu_layers'][:5])})" if p["gpu_layers"] else ""
+        placed = f"{p['dla']} on DLA core {r.get('dla_core')}, {p['gpu']} on the GPU{listed}"
+        rows.append(("DLA layers", placed))
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)

@@ -53,7 +53,9 @@ def run_cli(
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
     backend: str | None = typer.Option(
-        None, "--backend", help="triton: run on a Triton server (--url) instead of a local file.",
+        None, "--backend", "-b",
+        help="triton: a model on a Triton server (--url) instead of a local file; tensorrt with "
+        "--onnx: build (or reuse from the engine cache) a TensorRT engine.",
     ),
     url: str | None = typer.Option(
         None, "--url", help="Triton server: grpc://HOST:PORT, http://HOST:PORT or HOST:PORT "
@@ -133,7 +135,9 @@ def run_cli(
         for spec_s in specs:
             srcs.append(FrameSource(spec_s, warn=warn, reconnect=Reconnect(attempts=reconnect)).open())
         remote = {"model": triton_model, "token": token} if backend == "triton" else {}
-        seg = load_segmenter(model_path, backend, profile, device, **remote)
+        seg = load_segmenter(model_path, backend, profile, device,
+                             say=lambda m: console.print(m, soft_wrap=True, highlight=False),
+                             **remote)
     except BaseException:
         for src in srcs:
             src.close()

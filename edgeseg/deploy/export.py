@@ -9,8 +9,11 @@ override it. Every artifact carries the model metadata, and every export is chec
 PyTorch before it is written (see :mod:`edgeseg.deploy.onnx`).
 
 Precision: an ONNX is fp32 unless ``--precision fp16`` is given explicitly (an fp16 graph, for
-TensorRT 11's strongly typed builds); a profile's precision applies to engines only. INT8 ONNX
-(Q/DQ) and calibrated INT8 engines come from `edgeseg calibrate`.
+TensorRT 11's strongly typed builds); a profile's precision applies to engines only. The INT8
+(Q/DQ) ONNX comes from `edgeseg calibrate`; INT8 engines are built here from it (``--onnx
+model.int8.onnx``), from its cache (``--calibration-cache``, TensorRT 8.6), or by TensorRT
+calibrating on ``--images`` (routes in :mod:`edgeseg.deploy.int8`, the TensorRT side in
+:mod:`edgeseg.deploy.engine_export`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from edgeseg.deploy.formats import FORMATS, TORCH2TRT, get_format
 from edgeseg.errors import EdgesegError
 
-__all__ = ["export", "export_steps", "to_engine", "to_onnx", "to_torch2trt"]
+__all__ = ["export", "export_steps", "onnx_to_engine", "to_engine", "to_onnx", "to_torch2trt"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DCN_MODES = ("native", "portable")
@@ -63,8 +66,8 @@ def to_onnx(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> 
 
 def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
     """ONNX (portable DCN when this TensorRT's parser lacks DeformConv) -> TensorRT builder."""
+    from edgeseg.deploy.engine_export import build_engine_file
     from edgeseg.deploy.onnx import export_onnx
-    from edgeseg.deploy.tensorrt import build_engine
 
     plan = s["plan"]  # made by export() before the model loaded
     dcn = s["dcn"]
@@ -86,9 +89,13 @@ def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -
     if s["dynamic"]:  # batch 1; spatial sizes from half to twice the export size
         lo, hi = (1, 3, max(32, h // 2), max(32, w // 2)), (1, 3, 2 * h, 2 * w)
         shapes = {"input": (lo, (1, 3, h, w), hi)}
-    step(f"building TensorRT {plan.trt_version} engine ({plan.precision})")
     model_meta = dict(report["meta"], precision=plan.precision)
-    sidecar = build_engine(onnx_path, out, plan, profile_shapes=shapes, model_meta=model_meta)
+    warnings: list[str] = []
+    sidecar, extra = build_engine_file(
+        onnx_path, out, plan, s["int8"], model_meta, profile_shapes=shapes,
+        num_images=s["num_images"], seed=s["seed"], step=step, progress=s["build_progress"],
+        warn=warnings.append,
+    )
     return {
         "path": str(out),
         "format": "engine",
@@ -103,62 +110,45 @@ def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -
         "onnx": {k: v for k, v in report.items() if k != "meta"},
         "parity": report.get("parity"),
         "meta": model_meta,
-        "warnings": list(plan.warnings),
+        **extra,
+        "warnings": warnings,
     }
+
+
+def onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
+    """An ONNX given with --onnx (e.g. calibrate's model.int8.onnx) -> TensorRT builder."""
+    from edgeseg.deploy.engine_export import build_engine_file
+
+    plan, info = s["plan"], s["onnx_info"]
+    if plan.requires_fp16_onnx and not info["fp16"]:
+        raise EdgesegError(
+            f"TensorRT {plan.trt_version.short} builds fp16 only from an fp16 ONNX: export one "
+            "with `edgeseg export --format onnx --precision fp16`"
+        )
+    model_meta = dict(info["meta"].to_dict(), precision=plan.precision)
+    warnings: list[str] = []
+    sidecar, extra = build_engine_file(
+        onnx_path, out, plan, s["int8"], model_meta, num_images=s["num_images"],
+        seed=s["seed"], step=step, progress=s["build_progress"], warn=warnings.append,
+    )
+    return {"path": str(out), "format": "engine", "bytes": out.stat().st_size,
+            "precision": plan.precision, "tensorrt": sidecar.trt_version, "gpu": sidecar.gpu_name,
+            "dcn_op": info["dcn_op"], "nodes": info["nodes"], "parity": None,
+            "meta": model_meta, **extra, "warnings": warnings}
 
 
 def to_torch2trt(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
     """torch2trt with our deformable-conv / grid_sample converters; engine + sidecar."""
-    import numpy as np
-    import torch
+    from edgeseg.deploy.torch2trt_build import convert_torch2trt
 
-    from edgeseg.artifacts.files import atomic_output
-    from edgeseg.artifacts.meta import ModelMeta
-    from edgeseg.artifacts.sidecar import EngineSidecar
-    from edgeseg.deploy.onnx import parity_input
-    from edgeseg.deploy.tensorrt import current_gpu
-    from edgeseg.deploy.torch2trt_converters import register
-
-    plan = s["plan"]  # INT8 was refused there (it needs `edgeseg calibrate`)
-    register("auto")
-    from torch2trt import torch2trt
-
-    h, w = s["height"], s["width"]
-    if s["dcn"]:
-        model.set_dcn_impl(s["dcn"])
-    net = model.eval().cuda()
-    x = torch.from_numpy(parity_input(meta, h, w)).cuda()
-    step(f"converting with torch2trt (TensorRT {plan.trt_version}, {plan.precision})")
-    kw: dict[str, Any] = {"fp16_mode": plan.precision == "fp16"}
-    if plan.workspace_bytes:
-        kw["max_workspace_size"] = plan.workspace_bytes
-    with torch.inference_mode():
-        trt_module = torch2trt(net, [x], input_names=["input"], output_names=["logits"], **kw)
-        ref, got = net(x).float().cpu().numpy(), trt_module(x).float().cpu().numpy()
-    agreement = float((ref.argmax(1) == got.argmax(1)).mean())
-    parity = {"max_abs_diff": float(np.abs(ref - got).max()), "agreement": agreement,
-              "size": [h, w], "reference": "PyTorch fp32 on CUDA"}
-    threshold = 0.999 if plan.precision == "fp32" else 0.99
-    if agreement < threshold:
-        raise EdgesegError(
-            f"parity check failed: TensorRT and PyTorch agree on {agreement:.4%} of pixels "
-            f"(< {threshold:.1%}); nothing written to {out}"
-        )
-    engine_meta = ModelMeta.from_dict({**meta.to_dict(), "input_hw": [h, w],
-                                       "precision": plan.precision})
-    engine_meta.extra.update(dcn=s["dcn"] or "auto", builder="torch2trt")
-    with atomic_output(out) as tmp:
-        tmp.write_bytes(bytes(trt_module.engine.serialize()))
-    gpu_name, cc = current_gpu()
-    sidecar = EngineSidecar(
-        trt_version=str(plan.trt_version), gpu_name=gpu_name, compute_capability=cc,
-        precision=plan.precision, input_shape=[1, 3, h, w], model=engine_meta.to_dict(),
-        builder="torch2trt",
+    int8 = s["int8"]
+    report = convert_torch2trt(
+        model, meta, out, s["plan"], height=s["height"], width=s["width"], dcn=s["dcn"],
+        images=int8.images if int8 is not None else None, num_images=s["num_images"],
+        seed=s["seed"], step=step,
     )
-    sidecar.write(out)
-    return {"path": str(out), "format": "torch2trt", "bytes": out.stat().st_size,
-            "precision": plan.precision, "tensorrt": str(plan.trt_version), "gpu": gpu_name,
-            "dcn": s["dcn"] or "auto", "parity": parity, "meta": engine_meta.to_dict()}
+    report["warnings"] = list(s["plan"].warnings) + report.pop("notes")
+    return report
 
 
 def export_steps(fmt: str, argmax: bool) -> int:
@@ -186,12 +176,22 @@ def export(
     random_init: bool = False,
     model: str | None = None,
     options: dict[str, Any] | None = None,
+    onnx: Path | None = None,
+    images: str | None = None,
+    calibration_cache: Path | None = None,
+    num_images: int | None = None,
+    seed: int = 0,
     step: Step | None = None,
+    build_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Library entry of `edgeseg export`; returns the report printed by ``--json``.
 
-    Exactly one model source: ``weights`` (a checkpoint), or ``random_init=True`` with ``model``
-    (a variant name; an untrained network for speed and export studies).
+    Exactly one model source: ``weights`` (a checkpoint), ``random_init=True`` with ``model``
+    (a variant name; an untrained network for speed and export studies), or ``onnx`` (an ONNX
+    to build into an engine, e.g. calibrate's ``model.int8.onnx``; only with --format engine).
+    INT8 engines: ``images`` (TensorRT / torch2trt calibrate on ``num_images`` of them),
+    ``calibration_cache`` (calibrate's cache with its ``model.fp32.onnx``) or a Q/DQ ``onnx``.
+    ``build_progress(phase, step, steps)``: TensorRT's build phases (a heartbeat on 8.6).
 
     ``options``: format-specific settings passed to the builder, e.g. ``normalize_in_graph``
     (onnx); ``triton_pipeline``, ``triton_form``, ``triton_name``, ``max_batch_size`` (triton);
@@ -203,12 +203,20 @@ def export(
         get_format(fmt)
     _choice("--precision", precision, PRECISIONS)
     _choice("--dcn", dcn, DCN_MODES)
-    if weights is None and not random_init:
+    if calibration_cache is not None and not Path(calibration_cache).is_file():
+        raise EdgesegError(f"calibration cache not found: {calibration_cache}")
+    if calibration_cache is not None and onnx is None and weights is None and not random_init:
+        onnx = Path(calibration_cache).parent / "model.fp32.onnx"  # calibrate wrote it there
+    sources = [n for n, v in (("--weights", weights), ("--random-init", random_init),
+                              ("--onnx", onnx)) if v]
+    if not sources:
         raise EdgesegError(
-            "no model: give --weights CKPT, or --random-init --model VARIANT for an untrained one"
+            "no model: give --weights CKPT, --onnx MODEL.onnx, or --random-init --model VARIANT "
+            "for an untrained one"
         )
-    if weights is not None and random_init:
-        raise EdgesegError("give either --weights or --random-init, not both")
+    if len(sources) > 1:
+        raise EdgesegError(f"give either --weights, --onnx or --random-init, not "
+                           f"{' and '.join(sources)}")
     if weights is not None and model is not None:
         raise EdgesegError("--model goes with --random-init; a checkpoint names its own variant")
     if random_init and model is None:
@@ -216,6 +224,10 @@ def export(
     if weights is not None:
         if not Path(weights).is_file():
             raise EdgesegError(f"checkpoint not found: {weights}")
+    if onnx is not None and not Path(onnx).is_file():
+        raise EdgesegError(f"ONNX file not found: {onnx}")
+    if num_images is not None and num_images < 1:
+        raise EdgesegError(f"--num-images must be at least 1, got {num_images}")
     folder = fmt is not None and get_format(fmt).is_folder
     if Path(out).is_dir() and not folder:
         raise EdgesegError(f"--out is a directory: {out} (give a file name)")
@@ -238,19 +250,32 @@ def export(
         "precision": precision or _default_precision(fmt, prof),
         "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "plan": None,
         "profile": prof, **(options or {}),
+        "int8": None, "num_images": num_images or _default_images(prof), "seed": seed,
+        "build_progress": build_progress, "onnx_info": None,
     }
     if settings.get("normalize_in_graph") and fmt != "onnx":
         raise EdgesegError("--normalize-in-graph goes with --format onnx (--format deepstream "
                            "always folds the normalisation into its ONNX)")
     row = get_format(fmt)
     row.check_precision(settings["precision"])
+    if onnx is not None and fmt != "engine":
+        raise EdgesegError(
+            f"--onnx builds TensorRT engines (--format engine); --format {fmt} needs --weights"
+        )
     if fmt == "torch2trt" and (dynamic or argmax):
         raise EdgesegError(
             "torch2trt engines have a static shape and a logits output: leave out --dynamic "
             "and --argmax, or use --format engine"
         )
     if fmt in ("engine", "torch2trt"):
-        settings["plan"] = _plan(fmt, settings["precision"], prof)
+        _plan(fmt, settings, prof, onnx=Path(onnx) if onnx else None, images=images,
+              cache=Path(calibration_cache) if calibration_cache else None, weights=weights)
+    if onnx is not None:
+        report = onnx_to_engine(Path(onnx), Path(out), settings, say)
+        report["source"] = str(onnx)
+        if prof is not None:
+            report["profile"] = prof.name
+        return report
 
     from edgeseg.artifacts.checkpoint import default_meta, load_model
 
@@ -295,24 +320,26 @@ def _check_suffix(out: Path, fmt: str | None) -> None:
         )
 
 
-def _plan(fmt: str, precision: str, prof: Any) -> Any:
-    """TensorRT build plan for the installed TensorRT; one-line error when there is none."""
+def _default_images(prof: Any) -> int:
+    from edgeseg.deploy.int8 import DEFAULT_CALIBRATION_IMAGES
+
+    return int(prof.calibration.images) if prof is not None else DEFAULT_CALIBRATION_IMAGES
+
+
+def _plan(fmt: str, s: dict[str, Any], prof: Any, *, onnx: Path | None, images: str | None,
+          cache: Path | None, weights: Path | None) -> None:
+    """Build plan and INT8 route into ``s`` for the installed TensorRT, before any model loads;
+    one-line error when there is none."""
+    from edgeseg.deploy.engine_export import onnx_engine_source, plan_engine
     from edgeseg.deploy.tensorrt import tensorrt_version
-    from edgeseg.deploy.trt_compat import plan_build
 
     if fmt == "torch2trt":
         TORCH2TRT.require()
-    version = tensorrt_version()  # MissingDependencyError without TensorRT
-    d = prof.deploy if prof is not None else None
-    plan = plan_build(
-        version, precision,
-        dla_core=d.dla_core if d else None,
-        gpu_fallback=d.gpu_fallback if d else False,
-        workspace_mib=d.workspace_mib if d else None,
-    )
-    if plan.use_calibrator:
-        raise EdgesegError(
-            f"INT8 on TensorRT {version.short} needs calibration images: run `edgeseg calibrate` "
-            "(it builds the INT8 engine), or export fp16 here"
-        )
-    return plan
+    has_qdq = False
+    if onnx is not None:
+        s["onnx_info"] = onnx_engine_source(onnx, tensorrt_version())
+        has_qdq = s["onnx_info"]["has_qdq"]
+        if has_qdq:
+            s["precision"] = "int8"  # a Q/DQ ONNX is INT8 whatever the profile says
+    s["plan"], s["int8"] = plan_engine(fmt, s["precision"], prof, onnx=onnx, onnx_has_qdq=has_qdq,
+                                       images=images, cache=cache, weights=weights)

@@ -16,6 +16,9 @@ Typical use::
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,12 @@ from edgeseg.deploy.trt_compat import BuildPlan, TrtFeatures, TrtVersion, parse_
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.trt_engine import (
     LoadedEngine,
-    _make_logger,
+    _last_error,
     current_gpu,
+    init_plugins,
+    legacy,
     load_engine,
+    process_logger,
     require_tensorrt,
     tensorrt_available,
     tensorrt_version,
@@ -40,11 +46,15 @@ __all__ = [
     "ProfileShapes",
     "build_engine",
     "current_gpu",
+    "dla_placement",
     "format_parser_error",
+    "init_plugins",
+    "legacy",
     "load_engine",
     "make_entropy_calibrator",
     "onnx_has_qdq",
     "onnx_model_meta",
+    "process_logger",
     "require_tensorrt",
     "resolve_profile",
     "tensorrt_available",
@@ -54,10 +64,8 @@ __all__ = [
 
 ProfileShapes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 Progress = Callable[[str, int, int], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Availability
+Warn = Callable[[str], None]
+HEARTBEAT_S = 10.0  # TensorRT < 10 has no progress monitor: say "still building" this often
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +202,23 @@ def _network_has_fp16(trt: Any, network: Any) -> bool:
     return False
 
 
+def dla_placement(config: Any, network: Any, max_listed: int = 20) -> dict[str, Any]:
+    """Which layers DLA can run and which fall back to the GPU (``can_run_on_DLA`` per layer).
+
+    ``{"dla": n, "gpu": m, "gpu_layers": ["name (TYPE)", ...]}`` with at most ``max_listed``
+    names; the builder decides the final placement, but a layer DLA cannot run always ends up
+    on the GPU (the deformable conv plugin, GridSample, Resize modes DLA lacks).
+    """
+    dla, gpu = 0, []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if config.can_run_on_DLA(layer):
+            dla += 1
+        else:
+            gpu.append(f"{layer.name} ({str(layer.type).rsplit('.', 1)[-1]})")
+    return {"dla": dla, "gpu": len(gpu), "gpu_layers": gpu[:max_listed]}
+
+
 def _dims(dims: Any) -> list[int]:
     """trt.Dims -> list (Dims indexes but does not declare __iter__)."""
     return [int(dims[k]) for k in range(len(dims))]
@@ -216,6 +241,7 @@ def build_engine(
     profile_shapes: Mapping[str, ProfileShapes] | None = None,
     model_meta: Mapping[str, Any] | None = None,
     verbose: bool = False,
+    on_warning: Warn | None = None,
 ) -> EngineSidecar:
     """Parse ``onnx_path``, build with ``plan``, write the engine and its sidecar.
 
@@ -227,9 +253,17 @@ def build_engine(
         progress: ``progress(phase, step, num_steps)`` during the build (TensorRT 10+).
         profile_shapes: ``{input: (min, opt, max)}`` for inputs with dynamic dimensions.
         model_meta: model metadata for the sidecar; default: read from the ONNX.
+        on_warning: one-line warnings (a rejected timing cache, a cache that could not be
+            saved); default: printed to stderr.
+
+    Order: every prerequisite (TensorRT, the CUDA GPU for the sidecar, the plan, calibration)
+    is checked before the build, which may take minutes; the engine's sidecar is written
+    right after the engine, before the timing cache, whose failure only warns.
     """
     require_tensorrt()
     import tensorrt as trt
+
+    warn = on_warning or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -244,9 +278,12 @@ def build_engine(
             f"INT8 on TensorRT {version.short} needs calibration: pass calibration images or a "
             "calibration cache (or build from a Q/DQ ONNX written by `edgeseg calibrate`)"
         )
+    gpu_name, cc = current_gpu()  # before the build: a CPU-only torch fails here, not after
+    meta = dict(model_meta) if model_meta is not None else onnx_model_meta(onnx_path)
 
-    logger = _make_logger(trt, verbose)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt, verbose)
+    init_plugins(trt)
+    mark = len(logger.errors)
     builder = trt.Builder(logger)
     net_flags = 0
     for name in plan.network_flags:
@@ -280,6 +317,7 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     for name in plan.builder_flags:
         config.set_flag(_enum(trt.BuilderFlag, name))
+    placement: dict[str, Any] | None = None
     if plan.dla_core is not None:
         if builder.num_DLA_cores <= plan.dla_core:
             raise EdgesegError(
@@ -288,6 +326,12 @@ def build_engine(
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
+        placement = dla_placement(config, network)
+        if placement["gpu"] and not plan.gpu_fallback:
+            raise EdgesegError(
+                f"{placement['gpu']} layer(s) cannot run on DLA (e.g. "
+                f"{placement['gpu_layers'][0]}) and GPU fallback is off: pass --gpu-fallback"
+            )
     if plan.use_calibrator:
         config.int8_calibrator = calibrator
 
@@ -314,22 +358,23 @@ def build_engine(
     cache_path = Path(timing_cache_path) if timing_cache_path else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    if progress is not None and hasattr(config, "progress_monitor"):
+    if not config.set_timing_cache(timing_cache, False):
+        warn(f"timing cache {cache_path} was rejected (made on another GPU or TensorRT): "
+             "building without it; it will be replaced by this build's")
+        timing_cache = config.create_timing_cache(b"")
+        config.set_timing_cache(timing_cache, False)
+    monitor = None
+    if progress is not None and TrtFeatures(version).progress_monitor:
         monitor = _make_progress_monitor(trt, progress)  # must outlive the build
         config.progress_monitor = monitor
 
-    serialized = builder.build_serialized_network(network, config)
+    started = time.monotonic()
+    with _heartbeat(progress if monitor is None else None, started):
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        last = logger.errors[-1] if logger.errors else "see the TensorRT log above"
+        last = _last_error(logger, mark)
         raise EdgesegError(f"TensorRT {version} failed to build {onnx_path.name}: {last}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_path, serialized)
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(cache_path, config.get_timing_cache().serialize())
-
-    gpu_name, cc = current_gpu()
+    build_s = time.monotonic() - started
     sidecar = EngineSidecar(
         trt_version=str(trt.__version__),
         gpu_name=gpu_name,
@@ -338,12 +383,49 @@ def build_engine(
         input_shape=input_shape,
         profile=profile_dict,
         onnx_sha256=file_sha256(onnx_path),
-        model=dict(model_meta) if model_meta is not None else onnx_model_meta(onnx_path),
+        model=meta,
         dla_core=plan.dla_core,
         builder="onnx",
+        build_s=round(build_s, 1),
+        dla_placement=placement,
     )
-    sidecar.write(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_path, serialized)
+    sidecar.write(out_path)  # right after the engine: nothing may fail in between
+    if cache_path is not None:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(cache_path, config.get_timing_cache().serialize())
+        except (OSError, RuntimeError, AttributeError) as e:
+            warn(f"timing cache not saved to {cache_path} ({type(e).__name__}: {e}); the "
+                 "engine and its sidecar are written")
     return sidecar
+
+
+class _heartbeat:
+    """``progress("building", seconds, 0)`` every :data:`HEARTBEAT_S` while the build runs, for
+    TensorRT releases without a progress monitor (8.6): a silent multi-minute build looks hung.
+    """
+
+    def __init__(self, progress: Progress | None, started: float) -> None:
+        self.progress, self.started = progress, started
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        assert self.progress is not None
+        while not self.stop.wait(HEARTBEAT_S):
+            self.progress("building", int(time.monotonic() - self.started), 0)
+
+    def __enter__(self) -> None:
+        if self.progress is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 # ---------------------------------------------------------------------------------------------

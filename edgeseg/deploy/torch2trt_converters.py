@@ -281,13 +281,11 @@ def _create_plugin(trt: Any, fields: Mapping[str, np.ndarray]) -> tuple[str, Any
         [trt.PluginField(k, v, trt.PluginFieldType.INT32) for k, v in fields.items()]
     )
     for version in features.modulated_deform_plugin_versions:
-        try:
-            if version == "1":
-                creator = registry.get_plugin_creator(MODULATED_DEFORM_PLUGIN, "1", "")
-            else:
-                creator = registry.get_creator(MODULATED_DEFORM_PLUGIN, version, "")
-        except (RuntimeError, TypeError, AttributeError):  # absent: raised, not None
-            creator = None
+        # Both return None for a plugin that is not registered.
+        if version == "1":
+            creator = registry.get_plugin_creator(MODULATED_DEFORM_PLUGIN, "1", "")
+        else:
+            creator = registry.get_creator(MODULATED_DEFORM_PLUGIN, version, "")
         if creator is None:
             continue
         if version == "1":
@@ -427,8 +425,10 @@ def _add_deform_conv_layers(
 
 def convert_deform_conv2d(ctx: Any) -> None:
     """torch2trt converter for ``torchvision.ops.deform_conv.deform_conv2d``."""
+    from edgeseg.deploy.tensorrt import init_plugins
+
     trt = _tensorrt()
-    trt.init_libnvinfer_plugins(getattr(ctx, "logger", None) or trt.Logger(), "")
+    init_plugins(trt)  # the process-wide logger: the plugin library keeps a pointer to it
     a = normalise_deform_args(ctx.method_args, ctx.method_kwargs)
     output = ctx.method_return
     output._trt = add_deform_conv(ctx.network, trt, a, _settings["dcn"])

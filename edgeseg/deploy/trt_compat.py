@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.artifacts.trt_version import (
+    LEGACY_NAMES,
     TrtFeatures,
     TrtVersion,
     parse_trt_version,
@@ -40,6 +41,7 @@ from edgeseg.artifacts.trt_version import (
 from edgeseg.errors import EdgesegError
 
 __all__ = [
+    "LEGACY_NAMES",
     "MODULATED_DEFORM_PLUGIN",
     "OFFSET_LAYOUT",
     "PRECISIONS",
@@ -51,6 +53,7 @@ __all__ = [
     "dcnv1_mask_shape",
     "format_calibration_cache",
     "modulated_deform_fields",
+    "parity_tolerance",
     "parse_calibration_cache",
     "parse_trt_version",
     "plan_build",
@@ -62,6 +65,7 @@ __all__ = [
 ]
 
 MODULATED_DEFORM_PLUGIN = "ModulatedDeformConv2d"
+
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_ALGORITHM = "EntropyCalibration2"
 
@@ -131,6 +135,11 @@ def plan_build(
         raise EdgesegError(f"workspace must be a positive number of MiB, got {workspace_mib}")
     if dla_core is not None and dla_core < 0:
         raise EdgesegError(f"DLA core must be 0 or more, got {dla_core}")
+    if dla_core is not None and not feats.has_dla:
+        raise EdgesegError(
+            f"TensorRT {v.short} has no DLA support: leave out --dla-core (DLA engines need "
+            "TensorRT 10.x or 8.6, as JetPack 6 ships)"
+        )
     if dla_core is not None and precision == "fp32":
         raise EdgesegError(
             "DLA runs only fp16 or int8: pass --precision fp16 or int8, or leave out --dla-core"
@@ -163,6 +172,8 @@ def plan_build(
                 f"implicit INT8 calibration is deprecated since TensorRT 10.1 (this is {v.short}); "
                 "`edgeseg calibrate` writes a Q/DQ ONNX that TensorRT 11 can still build"
             )
+    # gpu_fallback is a standing preference ("if a DLA is used, let layers fall back"); every
+    # shipped profile sets it, so without a DLA core it is silently unused, not warned about.
     if dla_core is not None:
         if gpu_fallback:
             flags.append("GPU_FALLBACK")
@@ -171,8 +182,6 @@ def plan_build(
                 "DLA without GPU fallback fails on any layer DLA lacks (plugins such as the "
                 "deformable conv, GridSample): pass --gpu-fallback unless the network is all-DLA"
             )
-    elif gpu_fallback:
-        warnings.append("GPU fallback has no effect without a DLA core")
 
     network_flags: list[str] = []
     if feats.explicit_batch_flag:
@@ -196,6 +205,22 @@ def plan_build(
         dcn_plugin_version=feats.modulated_deform_plugin_version,
         warnings=tuple(warnings),
     )
+
+
+def parity_tolerance(precision: str, tf32: bool = True) -> float:
+    """rtol = atol for comparing a TensorRT engine's float output with PyTorch fp32.
+
+    TensorRT runs FP32 convolutions in TF32 on Ampere and newer unless ``BuilderFlag.TF32`` is
+    cleared (about 6e-4 through DESANet's offset conv), so fp32 with TF32 gets 3e-3, strict
+    fp32 1e-4; fp16 3e-2; int8 is judged by argmax agreement, its 3e-1 only catches garbage.
+    """
+    if precision == "fp32":
+        return 3e-3 if tf32 else 1e-4
+    if precision == "fp16":
+        return 3e-2
+    if precision == "int8":
+        return 3e-1
+    raise EdgesegError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 # ---------------------------------------------------------------------------------------------

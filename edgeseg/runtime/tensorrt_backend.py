@@ -18,7 +18,32 @@ from edgeseg.artifacts.trt_version import trt_dtype_to_numpy
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.base import Segmenter
 
-__all__ = ["TensorRTSegmenter"]
+__all__ = ["TensorRTSegmenter", "make_layer_profiler", "top_layers"]
+
+
+def top_layers(times: dict[str, list[float]], n: int = 10) -> list[dict[str, Any]]:
+    """The ``n`` slowest layers by mean time per inference: name, mean_ms, share of the total.
+
+    ``times`` maps a layer to its reported times (one per inference), as an IProfiler gets them.
+    """
+    means = {k: sum(v) / len(v) for k, v in times.items() if v}
+    total = sum(means.values())
+    rows = sorted(means.items(), key=lambda kv: -kv[1])[:n]
+    return [{"layer": k, "mean_ms": m, "share": m / total if total else 0.0} for k, m in rows]
+
+
+def make_layer_profiler(trt: Any) -> Any:
+    """A ``trt.IProfiler`` collecting ``{layer: [ms, ...]}`` in ``.times``."""
+
+    class LayerProfiler(trt.IProfiler):  # type: ignore[misc]
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+            self.times: dict[str, list[float]] = {}
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            self.times.setdefault(layer_name, []).append(float(ms))
+
+    return LayerProfiler()
 
 
 class TensorRTSegmenter(Segmenter):
@@ -44,9 +69,10 @@ class TensorRTSegmenter(Segmenter):
         self.sidecar = loaded.sidecar
         self._loaded = loaded  # keeps runtime and logger alive as long as the engine
         self.engine = loaded.engine
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
+        context = self.engine.create_execution_context()
+        if context is None:
             raise EdgesegError(f"TensorRT could not create an execution context for {engine_path}")
+        self.context = context
         self._by_address = loaded.features.tensor_address_execution
         self.device = torch.device("cuda", device)
         self.stream = torch.cuda.Stream(device=self.device)
@@ -108,6 +134,17 @@ class TensorRTSegmenter(Segmenter):
         if not ok:
             raise EdgesegError(f"TensorRT failed to run {self.engine_path.name}")
         return result.numpy()
+
+    def profile_layers(self) -> Any:
+        """Attach a per-layer profiler (bench --layers); its ``.times`` fill on every infer.
+
+        Profiling serialises the layers, so timings taken with it on are not end-to-end figures.
+        """
+        import tensorrt as trt
+
+        profiler = make_layer_profiler(trt)
+        self.context.profiler = profiler
+        return profiler
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.artifacts.sidecar import EngineSidecar, check_sidecar
-from edgeseg.artifacts.trt_version import TrtFeatures, TrtVersion, parse_trt_version
+from edgeseg.artifacts.sidecar import EngineSidecar, check_dla, check_sidecar
+from edgeseg.artifacts.trt_version import LEGACY_NAMES, TrtFeatures, TrtVersion, parse_trt_version
 from edgeseg.errors import EdgesegError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 __all__ = [
     "LoadedEngine",
     "current_gpu",
+    "init_plugins",
+    "legacy",
     "load_engine",
+    "process_logger",
     "require_tensorrt",
     "tensorrt_available",
     "tensorrt_version",
@@ -74,21 +77,62 @@ def current_gpu(device: int = 0) -> tuple[str, str]:
     return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
 
-def _make_logger(trt: Any, verbose: bool = False) -> Any:
-    """A logger that prints warnings and keeps the last error for one-line messages."""
 
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+_process: dict[str, Any] = {"logger": None, "plugins": False}
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.ERROR:
-                self.errors.append(" ".join(msg.split()))
-            if verbose or severity <= trt.ILogger.Severity.WARNING:
-                print(f"[TensorRT] {msg}", file=sys.stderr)
 
-    return _Logger()
+def process_logger(trt: Any, verbose: bool = False) -> Any:
+    """The one TensorRT logger of this process (created on first use, never freed).
+
+    ``init_libnvinfer_plugins(logger, "")`` keeps a raw pointer to its logger, so a temporary
+    logger (a function's local, torch2trt's ``ctx.logger``) would leave the plugin library a
+    dangling pointer. Every builder, runtime, parser and plugin registration here uses this one.
+    It prints warnings (everything with ``verbose``) and keeps errors for one-line messages.
+    """
+    logger = _process["logger"]
+    if logger is None:
+
+        class _Logger(trt.ILogger):  # type: ignore[misc]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+                self.verbose = False
+
+            def log(self, severity: Any, msg: str) -> None:
+                if severity <= trt.ILogger.Severity.ERROR:
+                    self.errors.append(" ".join(msg.split()))
+                    del self.errors[:-50]  # bounded: only the last ones are ever shown
+                if self.verbose or severity <= trt.ILogger.Severity.WARNING:
+                    print(f"[TensorRT] {msg}", file=sys.stderr)
+
+        logger = _process["logger"] = _Logger()
+    logger.verbose = verbose
+    return logger
+
+
+def init_plugins(trt: Any) -> Any:
+    """Register libnvinfer_plugin's creators once, with :func:`process_logger`; returns it."""
+    logger = process_logger(trt, getattr(_process["logger"], "verbose", False))
+    if not _process["plugins"]:
+        trt.init_libnvinfer_plugins(logger, "")
+        _process["plugins"] = True
+    return logger
+
+
+def legacy(obj: Any, name: str) -> Any:
+    """``obj.name`` for a TensorRT name the 10.13 stubs lack (older releases only).
+
+    The one way edgeseg code touches such names, so that mypy checks everything else against
+    the stubs; ``name`` must be listed in :data:`~edgeseg.artifacts.trt_version.LEGACY_NAMES`.
+    """
+    if name not in LEGACY_NAMES:
+        raise ValueError(f"{name!r} is not in trt_compat.LEGACY_NAMES")
+    return getattr(obj, name)
+
+
+def _last_error(logger: Any, since: int) -> str:
+    errors = logger.errors[since:] if since < len(logger.errors) else []
+    return errors[-1] if errors else "see the TensorRT log above"
 
 
 @dataclass
@@ -111,14 +155,19 @@ def load_engine(path: str | Path, *, check: bool = True) -> LoadedEngine:
     require_tensorrt()
     import tensorrt as trt
 
+    gpu_name = ""
     if check:
         gpu_name, cc = current_gpu()
         check_sidecar(sidecar, gpu_name, cc, trt.__version__)
-    logger = _make_logger(trt)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt)
+    init_plugins(trt)
+    mark = len(logger.errors)
     runtime = trt.Runtime(logger)
+    if sidecar.dla_core is not None:
+        # A DLA engine deserializes only with the runtime on the core it was built for.
+        check_dla(sidecar, int(runtime.num_DLA_cores), gpu_name or "this device")
+        runtime.DLA_core = int(sidecar.dla_core)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        last = logger.errors[-1] if logger.errors else "see the TensorRT log above"
-        raise EdgesegError(f"TensorRT could not load {path}: {last}")
+        raise EdgesegError(f"TensorRT could not load {path}: {_last_error(logger, mark)}")
     return LoadedEngine(engine, sidecar, runtime, logger, TrtFeatures(trt.__version__))

@@ -22,8 +22,9 @@ def pick_model(
     weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
     *, backend: str | None = None, url: str | None = None,
 ) -> tuple[Path | str, str]:
-    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``, or
-    ``(url, "triton")`` for ``--backend triton`` (a model on a Triton server)."""
+    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``;
+    ``(url, "triton")`` for ``--backend triton`` (a model on a Triton server); ``(onnx,
+    "tensorrt")`` for ``--onnx`` with ``--backend tensorrt`` (an engine from the cache)."""
     given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
              if p is not None]
     if backend == "triton" or url is not None:
@@ -35,24 +36,36 @@ def pick_model(
         from edgeseg.runtime.triton_backend import DEFAULT_URL
 
         return url or DEFAULT_URL, "triton"
-    if backend is not None:
-        raise EdgesegError(f"--backend {backend}: only triton is chosen by name here; the "
-                           "others follow --weights (torch), --onnx, --engine")
     if len(given) != 1:
         raise EdgesegError("give exactly one of --weights, --onnx, --engine (or --backend triton)")
+    if backend == "tensorrt" and onnx is not None:  # built, or reused from the engine cache
+        return onnx, "tensorrt"
+    if backend not in (None, given[0][1]):
+        raise EdgesegError(f"--backend {backend}: triton (a server), or tensorrt with --onnx "
+                           f"(an engine built from it); {given[0][0].name} runs on {given[0][1]}")
     return given[0]
 
 
 def load_segmenter(
     path: Path | str, backend: str, profile: str | None = None, device: str = "auto",
-    **backend_opts: Any,
+    say: Callable[[str], Any] | None = None, **backend_opts: Any,
 ) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
     ONNX or engine keeps its own). A checkpoint runs on ``device`` (auto: CUDA when torch sees
-    a GPU), with the argmax there on CUDA; an engine on that CUDA device."""
+    a GPU), with the argmax there on CUDA; an engine on that CUDA device. An ONNX with
+    ``backend="tensorrt"`` runs through the engine cache: a matching engine is reused, else one
+    is built (``say`` gets one line saying which, and why).
+    """
     from edgeseg.runtime import open_segmenter
     from edgeseg.runtime.devices import parse_device
 
+    if backend == "tensorrt" and Path(path).suffix.lower() == ".onnx":
+        from edgeseg.deploy.engine_export import engine_for_onnx
+        from edgeseg.profiles import load_profile
+
+        prof = load_profile(profile) if profile is not None else None
+        precision = prof.deploy.precision if prof is not None else "fp16"
+        path = engine_for_onnx(Path(path), precision, prof, say=say)
     opts: dict[str, Any] = dict(backend_opts)  # e.g. model, token (triton)
     dev = parse_device(device)
     if backend == "torch":

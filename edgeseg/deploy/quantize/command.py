@@ -29,7 +29,6 @@ from edgeseg.deploy.quantize.qdq import (
     check_fp32_onnx,
     compute_ranges,
     ensure_node_names,
-    installed_trt_version,
     quantize_qdq,
 )
 from edgeseg.deploy.quantize.settings import (
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_NAME", "DEFAULT_CACHE_TRT_VERSION", "FP32_NAME", "QDQ_NAME", "RECOMMENDED_IMAGES",
-    "REPORT_NAME", "calibrate",
+    "REPORT_NAME", "cache_trt_version", "calibrate", "default_holdout", "latency_note",
 ]
 
 RECOMMENDED_IMAGES = 300
@@ -62,6 +61,32 @@ REPORT_NAME = "calibration.json"
 Log = Callable[[str], None]
 
 
+def cache_trt_version(explicit: str | None) -> str:
+    """TensorRT version written in the cache header: the one it is *for*, never the installed one.
+
+    The cache serves implicit INT8 builds on the target (TensorRT 8.6, JetPack 6.0), which is
+    rarely the machine that calibrates; an x86 box with TensorRT 10.13 would otherwise stamp its
+    own version on a cache meant for a Jetson. Default: :data:`DEFAULT_CACHE_TRT_VERSION`.
+    """
+    from edgeseg.deploy.trt_compat import parse_trt_version
+
+    return str(parse_trt_version(explicit or DEFAULT_CACHE_TRT_VERSION))
+
+
+def default_holdout(num: int) -> int:
+    """Held-out images when ``--holdout`` is not given: a quarter of the calibration count, at
+    least 2 and at most :data:`DEFAULT_HOLDOUT` (``--num 16`` compares on 4, not 50)."""
+    return max(2, min(DEFAULT_HOLDOUT, -(-num // 4)))
+
+
+def latency_note(target: str, where: str) -> str:
+    """What the FP32 vs INT8 latency figures measure, said next to them."""
+    if target == "tensorrt":
+        return (f"measured with onnxruntime on {where}, not TensorRT on the target: it says "
+                "nothing about INT8 speed there (build the engine and run `edgeseg bench` on it)")
+    return f"measured with onnxruntime on {where}"
+
+
 def calibrate(
     *,
     images: str | Path,
@@ -74,7 +99,7 @@ def calibrate(
     labels: str | Path | None = None,
     exclude: str | Sequence[str] | None = None,
     seed: int = 0,
-    holdout: int = DEFAULT_HOLDOUT,
+    holdout: int | None = None,
     runs: int = DEFAULT_RUNS,
     height: int | None = None,
     width: int | None = None,
@@ -100,14 +125,15 @@ def calibrate(
             :data:`DEFAULT_METHOD`).
         labels: label folder for the held-out images (train-id PNGs; see :func:`find_label`).
         exclude: op types kept in float (default :data:`DEFAULT_EXCLUDE`; ``none``: nothing).
-        seed: sampling seed. holdout: held-out images for the report (0: no comparison).
+        seed: sampling seed. holdout: held-out images for the report (0: no comparison;
+            default :func:`default_holdout` of ``num``).
         runs: latency runs per model (0: no latency).
         height, width: export size of a checkpoint (default: the profile's).
         dcn: deformable conv for a checkpoint export: ``native`` (DeformConv), ``portable``
             (GridSample) or ``auto`` (portable for TensorRT, which before 10.1 cannot import
             DeformConv; native for onnxruntime, as fast there and simpler).
-        trt_version: TensorRT version written in the cache header (default: the installed
-            TensorRT, else 8.6.2, the JetPack 6.0 release that still needs a cache).
+        trt_version: TensorRT release the cache is for, written in its header (default 8.6.2,
+            the JetPack 6.0 release that still needs a cache; see :func:`cache_trt_version`).
         threads: onnxruntime threads for calibration and comparison (default: physical cores).
         log: one-line messages (warnings, stages). progress: ``progress(stage, total)``
             returns a callable advanced once per image.
@@ -140,6 +166,9 @@ def calibrate(
     if runs < 0:
         raise EdgesegError(f"--runs must be 0 or more, got {runs}")
     n_wanted = prof.calibration.images if num is None else num
+    if holdout is None:
+        holdout = default_holdout(n_wanted)
+    cache_version = cache_trt_version(trt_version)
     image_set = find_images(images)
     cal, held = sample_images(image_set, n_wanted, holdout, seed)
     check_image_sizes(sorted(cal + held), image_set)
@@ -170,6 +199,8 @@ def calibrate(
             warn("--dcn applies to --weights only; the ONNX keeps its deformable conv")
     for msg in warnings:
         say(f"warning: {msg}")
+    say(f"will calibrate on {len(cal)} images and compare FP32 with INT8 on {len(held)} "
+        f"held-out images" + (f" ({runs} latency runs each)" if runs and held else ""))
 
     from edgeseg.atomic import staging_dir
 
@@ -179,7 +210,7 @@ def calibrate(
         report = _run(
             settings=settings, prof=prof, image_set=image_set, cal=cal, held=held,
             label_map=label_map, weights=weights, onnx=onnx, onnx_checked=fp32_meta_onnx,
-            dcn=dcn, trt_version=trt_version, threads=threads, runs=runs, seed=seed,
+            dcn=dcn, trt_version=cache_version, threads=threads, runs=runs, seed=seed,
             staging=staging, work=work, out=out, say=say, tick=tick, warnings=warnings,
         )
         _commit(staging, out)
@@ -192,7 +223,7 @@ def calibrate(
 def _run(
     *, settings: QuantSettings, prof: Any, image_set: ImageSet, cal: list[Path],
     held: list[Path], label_map: dict[Path, tuple[Path, bool]], weights: Any, onnx: Any,
-    onnx_checked: tuple[Any, ModelMeta] | None, dcn: str, trt_version: str | None,
+    onnx_checked: tuple[Any, ModelMeta] | None, dcn: str, trt_version: str,
     threads: int | None, runs: int, seed: int, staging: Path, work: Path, out: Path, say: Log,
     tick: Callable[[str, int], Callable[[], None]], warnings: list[str],
 ) -> dict[str, Any]:
@@ -269,7 +300,7 @@ def _run(
 
     # 5. The TensorRT calibration cache (always: it is just a file).
     skip = {o for n in proto.graph.node if n.name in set(float_nodes) for o in n.output}
-    version = trt_version or installed_trt_version() or DEFAULT_CACHE_TRT_VERSION
+    version = trt_version
     scales = cache_scales(proto, ranges, skip)
     write_calibration_cache(staging / CACHE_NAME, version, scales)
     outputs["calibration_cache"] = str(out / CACHE_NAME)
@@ -308,6 +339,9 @@ def _run(
         "images": {"source": image_set.source, "kind": image_set.kind, "seed": seed,
                    "splits": list(image_set.splits) if image_set.splits else None},
         "runtime": {**int8.describe(), "model": str(out / QDQ_NAME)},
+        "latency_measured_on": _where_measured(int8),
+        "latency_note": latency_note(settings.target, _where_measured(int8)),
+        "target_backend": settings.target,
         "calibration_s": round(calib_s, 1),
         "seconds": round(time.perf_counter() - t_start, 1),
         "warnings": warnings,
@@ -316,6 +350,24 @@ def _run(
               "held_out_list": [image_set.rel(p) for p in held]}
     (staging / REPORT_NAME).write_text(json.dumps(record, indent=2, default=str) + "\n")
     return report
+
+
+def _where_measured(seg: Any) -> str:
+    """``'onnxruntime CPUExecutionProvider, AMD EPYC 7B13 (2 threads)'``-like, from this machine."""
+    import platform
+
+    d = seg.describe()
+    providers = d.get("providers") or d.get("provider") or ""
+    if isinstance(providers, (list, tuple)):
+        providers = providers[0] if providers else ""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return f"this machine ({' '.join(str(p) for p in (providers, cpu) if p)})"
 
 
 def _commit(staging: Path, out: Path) -> None:

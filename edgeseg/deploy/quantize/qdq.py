@@ -27,6 +27,7 @@ __all__ = [
     "compute_ranges",
     "ensure_node_names",
     "installed_trt_version",
+    "qdq_extra_options",
     "quantize_qdq",
     "quiet_ort",
 ]
@@ -130,6 +131,8 @@ def compute_ranges(
             model_path, None, augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=_ort_method(settings.method), extra_options=options,
         )
+        if hasattr(calibrator, "num_bins"):  # entropy / percentile: histogram calibrators
+            calibrator.collector = _range_safe_collector(calibrator)
         try:
             for chunk in reader.chunks(_CHUNK):
                 calibrator.collect_data(chunk)
@@ -137,6 +140,77 @@ def compute_ranges(
         finally:
             del calibrator
     return ranges
+
+
+def _range_safe_collector(calibrator: Any) -> Any:
+    """onnxruntime's HistogramCollector, except that a tensor whose values span (almost) a
+    single value gets its min/max as range instead of crashing.
+
+    numpy cannot make 2048 finite-sized bins over a range of a few float32 ulps ("Too many bins
+    for data range"); an untrained or freshly fine-tuned model (zero-initialised offset conv,
+    saturated sigmoids) has such tensors. They are collected one at a time so that one of them
+    leaves the histograms of the others untouched.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class RangeSafeHistogramCollector(HistogramCollector):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(
+                method=calibrator.method, symmetric=calibrator.symmetric,
+                num_bins=calibrator.num_bins, num_quantized_bins=calibrator.num_quantized_bins,
+                percentile=calibrator.percentile, scenario=calibrator.scenario,
+            )
+            self.flat: dict[str, tuple[float, float]] = {}
+
+        def collect(self, name_to_arr: dict[str, Any]) -> None:
+            for name, arr in name_to_arr.items():
+                try:
+                    super().collect({name: arr})
+                except ValueError:
+                    parts = arr if isinstance(arr, list) else [arr]
+                    lo = min(float(np.min(a)) for a in parts)
+                    hi = max(float(np.max(a)) for a in parts)
+                    if not (np.isfinite(lo) and np.isfinite(hi)):
+                        raise EdgesegError(
+                            f"calibration: tensor {name!r} has non-finite values (inf/nan) on "
+                            "the calibration images: the FP32 model overflows there"
+                        ) from None
+                    old = self.flat.get(name, (lo, hi))
+                    self.flat[name] = (min(lo, old[0]), max(hi, old[1]))
+
+        def compute_collection_result(self) -> dict[str, Any]:
+            result = dict(super().compute_collection_result()) if self.histogram_dict else {}
+            for name, (lo, hi) in self.flat.items():
+                if self.symmetric:
+                    lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
+                if name in result:  # other chunks made a histogram: also cover this value
+                    r = result[name]
+                    lo, hi = min(lo, float(r[0])), max(hi, float(r[1]))
+                    result[name] = (np.float32(lo), np.float32(hi), *r[2:])
+                else:
+                    result[name] = (np.float32(lo), np.float32(hi), np.array([1], np.int64),
+                                    np.array([lo, hi], np.float32))
+            return result
+
+    return RangeSafeHistogramCollector()
+
+
+def qdq_extra_options(settings: QuantSettings) -> dict[str, Any]:
+    """``quantize_static`` extra options for ``settings``.
+
+    For TensorRT: no bias quantization (onnxruntime's default ``QuantizeBias=True`` writes INT32
+    biases, and TensorRT's DequantizeLinear accepts only INT8/FP8/INT4 inputs, so the ONNX would
+    not parse: TensorRT fuses the float bias into the INT8 conv itself), symmetric INT8 with
+    zero points 0 everywhere, weights per output channel (axis 0 of Conv weights).
+    """
+    options: dict[str, Any] = {
+        "ActivationSymmetric": settings.symmetric_activations,
+        "WeightSymmetric": True,
+    }
+    if settings.target == "tensorrt":
+        options.update(QuantizeBias=False, ActivationSymmetric=True, WeightSymmetric=True,
+                       QDQOpTypePerChannelSupportToAxis={"Conv": 0, "ConvTranspose": 1})
+    return options
 
 
 def quantize_qdq(
@@ -161,10 +235,7 @@ def quantize_qdq(
             nodes_to_exclude=list(nodes_to_exclude),
             calibrate_method=_ort_method(settings.method),
             calibration_cache_path=str(cache),
-            extra_options={
-                "ActivationSymmetric": settings.symmetric_activations,
-                "WeightSymmetric": True,
-            },
+            extra_options=qdq_extra_options(settings),
         )
 
 
@@ -185,9 +256,14 @@ def cache_scales(model: Any, ranges: Any, skip: Iterable[str] = ()) -> dict[str,
 
 
 def installed_trt_version() -> str | None:
+    """The installed TensorRT's version, None when it is absent or does not load.
+
+    A broken libnvinfer raises OSError (or RuntimeError) on import, not ImportError; the type
+    stubs import as an empty namespace package without ``__version__``.
+    """
     try:
-        import tensorrt  # type: ignore[import-not-found]
-    except ImportError:
+        import tensorrt
+    except (ImportError, OSError, RuntimeError):
         return None
-    version = getattr(tensorrt, "__version__", None)  # the type stubs import but have none
+    version = getattr(tensorrt, "__version__", None)
     return str(version) if version else None

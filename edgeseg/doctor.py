@@ -1,0 +1,481 @@
+"""`edgeseg doctor`: what this machine can do for edgeseg, and how to fix what it cannot.
+
+Two halves, so the judgement is testable on fixture files:
+
+* :func:`gather` collects :class:`Facts`: files under a root folder (``/etc/nv_tegra_release``,
+  ``/proc/device-tree/model`` and ``compatible``, ``/etc/nvpmodel.conf``,
+  ``/var/lib/nvpmodel/status``, CPU frequency limits, the jtop socket) and what the Python
+  packages say (torch and its CUDA arch list, TensorRT and the ModulatedDeformConv2d plugin,
+  torch2trt, OpenCV's GStreamer support, onnxruntime's providers). A test passes a fake root and
+  a :class:`PythonFacts` of its own.
+* :func:`evaluate` turns Facts into :class:`Check` rows, each OK / WARN / FAIL with a one-line
+  fix; rows that make no sense on this machine (jtop on an x86 box) are left out.
+
+The board comes from :func:`edgeseg.profiles.detection.detect`, the same logic that picks the
+profile, pointed at the same root.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+
+__all__ = [
+    "JETPACK_OF_L4T",
+    "MIN_TORCH2TRT",
+    "Check",
+    "Facts",
+    "PythonFacts",
+    "doctor",
+    "evaluate",
+    "gather",
+    "gather_python",
+    "jetpack_of",
+    "parse_l4t",
+]
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+MIN_TORCH2TRT = (0, 5, 0)  # the first release with TensorRT 10 support
+
+# L4T release -> (JetPack, TensorRT it ships); NVIDIA's JetPack archive.
+JETPACK_OF_L4T: tuple[tuple[tuple[int, int, int], str, str], ...] = (
+    ((36, 4, 3), "6.2", "10.3"),
+    ((36, 4, 0), "6.1", "10.3"),
+    ((36, 3, 0), "6.0", "8.6.2"),
+    ((36, 2, 0), "6.0 DP", "8.6.2"),
+    ((35, 3, 1), "5.1.x", "8.5.2"),
+    ((35, 1, 0), "5.0.2", "8.4.1"),
+    ((32, 7, 1), "4.6.x", "8.2.1"),
+)
+
+_JETPACK6_FIX = "flash JetPack 6 (L4T R36: TensorRT 8.6 / 10.3) with SDK Manager"
+_TRT_FIX_JETSON = "sudo apt install nvidia-tensorrt (part of JetPack: sudo apt install nvidia-jetpack)"
+_TRT_FIX_X86 = "pip install tensorrt (NVIDIA's wheel) or use the edgeseg:gpu image (docker/Dockerfile.gpu)"
+_TORCH_FIX_JETSON = ("install NVIDIA's Jetson torch wheel (pypi.jetson-ai-lab.io / "
+                     "developer.download.nvidia.com/compute/redist/jp) or the edgeseg:jetson image")
+_TORCH_FIX_X86 = "pip install torch --index-url https://download.pytorch.org/whl/cu126 (a CUDA build)"
+_T2T_FIX = ("git clone https://github.com/NVIDIA-AI-IOT/torch2trt && cd torch2trt && "
+            "pip install --no-build-isolation .")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK | WARN | FAIL
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class PythonFacts:
+    """What the installed packages report (None: not installed / not importable)."""
+
+    torch: str | None = None
+    torch_cuda: str | None = None  # torch.version.cuda; None for a CPU build
+    cuda_available: bool = False
+    gpu_name: str | None = None
+    gpu_cc: str | None = None  # "8.7"
+    arch_list: list[str] = field(default_factory=list)
+    tensorrt: str | None = None
+    tensorrt_error: str | None = None  # import failed with this (a broken libnvinfer)
+    deform_plugin: bool | None = None  # ModulatedDeformConv2d registered (None: unknown)
+    torch2trt: str | None = None
+    torch2trt_error: str | None = None
+    opencv: str | None = None
+    gstreamer: bool | None = None
+    onnxruntime: str | None = None
+    ort_providers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    machine: str
+    jetson: bool
+    board: str | None  # /proc/device-tree/model
+    compatible: str  # /proc/device-tree/compatible, lower case, NULs as spaces
+    profile: str | None  # the profile detect() picks
+    profile_source: str | None  # which detection source answered
+    l4t: tuple[int, int, int] | None
+    nvpmodel_id: int | None
+    nvpmodel_name: str | None
+    clocks_pinned: bool | None  # CPU min frequency == max (what jetson_clocks sets)
+    jtop_socket: bool
+    python: PythonFacts
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["l4t"] = ".".join(map(str, self.l4t)) if self.l4t else None
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts from files
+
+
+def _read(root: Path, rel: str) -> str | None:
+    try:
+        return (root / rel.lstrip("/")).read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def parse_l4t(text: str | None) -> tuple[int, int, int] | None:
+    """``# R36 (release), REVISION: 4.3, ...`` -> (36, 4, 3)."""
+    if not text:
+        return None
+    m = re.search(r"#\s*R(\d+)\s*\(\w+\),\s*REVISION:\s*(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def jetpack_of(l4t: tuple[int, int, int]) -> tuple[str, str] | None:
+    """(JetPack, TensorRT) of an L4T release: the newest table row not above it, same major."""
+    for rel, jp, trt in JETPACK_OF_L4T:
+        if rel[0] == l4t[0] and l4t >= rel:
+            return jp, trt
+    return None
+
+
+def _nvpmodel(root: Path) -> tuple[int | None, str | None]:
+    status = _read(root, "/var/lib/nvpmodel/status") or ""
+    m = re.search(r"pmode:\s*(\d+)", status)
+    if not m:
+        return None, None
+    mode = int(m.group(1))
+    conf = _read(root, "/etc/nvpmodel.conf") or ""
+    names = {int(i): n for i, n in re.findall(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>", conf)}
+    return mode, names.get(mode)
+
+
+def _clocks_pinned(root: Path) -> bool | None:
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    lo, hi = _read(root, base + "scaling_min_freq"), _read(root, base + "scaling_max_freq")
+    if lo is None or hi is None:
+        return None
+    return lo.strip() == hi.strip()
+
+
+def gather(root: str | Path = "/", python: PythonFacts | None = None,
+           machine: str | None = None, environ: dict[str, str] | None = None) -> Facts:
+    """Facts of the machine whose files are under ``root`` (``/``: this one).
+
+    ``environ``: the variables board detection reads (``EDGESEG_BOARD``, ``EDGESEG_PROFILE``;
+    default: this process's for ``/``, none for another root).
+    """
+    import os
+    import platform
+
+    from edgeseg.profiles.detection import detect
+
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgesegError(f"--root {root} is not a folder")
+    env = dict(environ) if environ is not None else (dict(os.environ) if root == Path("/") else {})
+    py = python if python is not None else gather_python()
+    model = (_read(root, "/proc/device-tree/model") or env.get("EDGESEG_BOARD")
+             or _read(root, "/tmp/nv_jetson_model") or "").replace("\x00", " ").strip()
+    compat = (_read(root, "/proc/device-tree/compatible") or "").replace("\x00", " ").lower()
+    release = _read(root, "/etc/nv_tegra_release")
+    jetson = bool(release) or "nvidia,tegra" in compat or "jetson" in model.lower()
+    try:
+        found = detect(
+            model_path=root / "proc/device-tree/model",
+            compatible_path=root / "proc/device-tree/compatible",
+            release_path=root / "etc/nv_tegra_release",
+            mounted_model_path=root / "tmp/nv_jetson_model",
+            environ=env,
+            gpu_names=lambda: [py.gpu_name] if py.gpu_name else [],
+        )
+        profile: str | None = found.profile
+        source: str | None = found.source
+    except EdgesegError:
+        profile = source = None  # a board without a profile; the board row says so
+    mode, name = _nvpmodel(root)
+    return Facts(
+        machine=machine or platform.machine(), jetson=jetson, board=model or None,
+        compatible=compat.strip(), profile=profile, profile_source=source, l4t=parse_l4t(release), nvpmodel_id=mode, nvpmodel_name=name,
+        clocks_pinned=_clocks_pinned(root), jtop_socket=(root / "run/jtop.sock").exists(),
+        python=py,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts from Python packages (the only part that imports heavy things)
+
+
+def gather_python() -> PythonFacts:
+    f = PythonFacts()
+    try:
+        import torch
+
+        f.torch = str(torch.__version__)
+        f.torch_cuda = torch.version.cuda
+        f.cuda_available = bool(torch.cuda.is_available())
+        if f.cuda_available:
+            f.gpu_name = torch.cuda.get_device_name(0)
+            major, minor = torch.cuda.get_device_capability(0)
+            f.gpu_cc = f"{major}.{minor}"
+        f.arch_list = list(torch.cuda.get_arch_list()) if f.torch_cuda else []
+    except ImportError:
+        pass
+    if f.gpu_name is None:
+        from edgeseg.profiles.detection import _gpu_names
+
+        names = _gpu_names()
+        f.gpu_name = names[0] if names else None
+    try:
+        import tensorrt
+
+        if hasattr(tensorrt, "Builder"):  # not the stubs' empty namespace package
+            f.tensorrt = str(tensorrt.__version__)
+            from edgeseg.deploy.tensorrt import init_plugins
+            from edgeseg.deploy.trt_compat import MODULATED_DEFORM_PLUGIN
+
+            init_plugins(tensorrt)
+            reg = tensorrt.get_plugin_registry()
+            f.deform_plugin = reg.get_plugin_creator(MODULATED_DEFORM_PLUGIN, "1", "") is not None
+    except (ImportError, OSError, RuntimeError) as e:
+        if not isinstance(e, ImportError) or "tensorrt" not in str(e):
+            f.tensorrt_error = f"{type(e).__name__}: {e}"
+    try:
+        import torch2trt
+
+        f.torch2trt = str(getattr(torch2trt, "__version__", "unknown"))
+    except ImportError:
+        pass
+    except (OSError, RuntimeError, AttributeError) as e:
+        f.torch2trt_error = f"{type(e).__name__}: {e}"
+    try:
+        import cv2
+
+        f.opencv = str(cv2.__version__)
+        m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
+        f.gstreamer = bool(m and m.group(1).upper() == "YES")
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        f.onnxruntime = str(onnxruntime.__version__)
+        f.ort_providers = list(onnxruntime.get_available_providers())
+    except ImportError:
+        pass
+    return f
+
+
+# ---------------------------------------------------------------------------------------------
+# Judgement (pure)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _arch_check(py: PythonFacts) -> Check | None:
+    if not py.gpu_cc:
+        return None
+    cc = py.gpu_cc.replace(".", "")
+    if f"sm_{cc}" in py.arch_list:
+        return Check("torch arch list", OK, f"sm_{cc} for {py.gpu_name} is built in")
+    ptx = [a for a in py.arch_list if a.startswith("compute_") and int(a[8:]) <= int(cc)]
+    if ptx:
+        return Check("torch arch list", WARN,
+                     f"no sm_{cc} kernels, only PTX {ptx[-1]}: JIT-compiled at first start",
+                     f"install a torch build whose arch list has sm_{cc}")
+    return Check("torch arch list", FAIL,
+                 f"{', '.join(py.arch_list) or 'no archs'} cannot run on sm_{cc}",
+                 f"install a torch build for sm_{cc}")
+
+
+def evaluate(f: Facts) -> list[Check]:
+    """The rows of the doctor table, in a fixed order."""
+    from edgeseg.artifacts.sidecar import DLA_CORES
+
+    py = f.python
+    gpu_box = f.jetson or py.gpu_name is not None
+    rows: list[Check] = []
+
+    # Board / L4T / JetPack
+    if f.jetson:
+        board = f.board or "a Jetson (module name unreadable)"
+        if f.l4t is None:
+            rows.append(Check("L4T / JetPack", WARN, f"{board}, /etc/nv_tegra_release unreadable",
+                              "check the JetPack install (cat /etc/nv_tegra_release)"))
+        else:
+            l4t = ".".join(map(str, f.l4t))
+            jp = jetpack_of(f.l4t)
+            shipped = f"JetPack {jp[0]}, TensorRT {jp[1]}" if jp else "JetPack unknown"
+            status, fix = (OK, "") if f.l4t[0] >= 36 else (FAIL, _JETPACK6_FIX)
+            rows.append(Check("L4T / JetPack", status, f"{board}: L4T R{l4t} ({shipped}); "
+                              f"profile {f.profile} (from {f.profile_source})", fix))
+        if f.profile is None:
+            rows.append(Check("profile", WARN, "no edgeseg profile fits this board",
+                              "copy profiles/jetson-orin-nano.yaml, edit it, pass --profile PATH"))
+    else:
+        where = f"{f.machine}, GPU {py.gpu_name}" if py.gpu_name else f"{f.machine}, no NVIDIA GPU"
+        rows.append(Check("machine", OK, f"not a Jetson ({where}); profile {f.profile} "
+                          f"(from {f.profile_source})"))
+
+    # TensorRT
+    if py.tensorrt:
+        v = _version_tuple(py.tensorrt)
+        if v < (8, 6):
+            rows.append(Check("TensorRT", FAIL, f"{py.tensorrt} is older than 8.6",
+                              _JETPACK6_FIX if f.jetson else _TRT_FIX_X86))
+        else:
+            rows.append(Check("TensorRT", OK, py.tensorrt))
+    else:
+        why = py.tensorrt_error or "not installed"
+        if f.jetson:
+            rows.append(Check("TensorRT", FAIL, why, _TRT_FIX_JETSON))
+        elif py.gpu_name:
+            rows.append(Check("TensorRT", WARN, f"{why} (engines need it)", _TRT_FIX_X86))
+        else:
+            rows.append(Check("TensorRT", WARN, f"{why}; no NVIDIA GPU here, so only "
+                              "onnxruntime / torch on the CPU run", "a TensorRT engine needs an "
+                              "NVIDIA GPU: build it on the Jetson with `edgeseg export --format engine`"))
+
+    # torch + CUDA
+    if py.torch is None:
+        rows.append(Check("torch", FAIL, "not installed", "make setup (or pip install -e .)"))
+    elif gpu_box and not py.cuda_available:
+        what = "a CPU-only build" if py.torch_cuda is None else f"CUDA {py.torch_cuda}, no GPU visible"
+        rows.append(Check("torch CUDA", FAIL, f"torch {py.torch}: {what}",
+                          _TORCH_FIX_JETSON if f.jetson else _TORCH_FIX_X86))
+    elif gpu_box:
+        rows.append(Check("torch CUDA", OK, f"torch {py.torch}, CUDA {py.torch_cuda}, "
+                          f"{py.gpu_name} (sm_{(py.gpu_cc or '?').replace('.', '')})"))
+        arch = _arch_check(py)
+        if arch:
+            rows.append(arch)
+    else:
+        rows.append(Check("torch", OK, f"torch {py.torch} on the CPU (no NVIDIA GPU here)"))
+
+    # OpenCV GStreamer (CSI cameras through nvarguscamerasrc)
+    if py.opencv is None:
+        rows.append(Check("OpenCV", FAIL, "not installed", "pip install opencv-python-headless"))
+    elif py.gstreamer:
+        rows.append(Check("OpenCV GStreamer", OK, f"OpenCV {py.opencv} with GStreamer"))
+    elif f.jetson:
+        rows.append(Check("OpenCV GStreamer", WARN, f"OpenCV {py.opencv} without GStreamer: "
+                          "CSI cameras (csi://0) cannot open",
+                          "use JetPack's OpenCV: pip uninstall opencv-python; sudo apt install "
+                          "python3-opencv"))
+    else:
+        rows.append(Check("OpenCV GStreamer", OK, f"OpenCV {py.opencv} without GStreamer (only "
+                          "CSI cameras on a Jetson need it)"))
+
+    # Jetson-only rows
+    if f.jetson:
+        rows.append(Check("jtop service", OK, "/run/jtop.sock present (power readings in bench)")
+                    if f.jtop_socket else
+                    Check("jtop service", WARN, "jtop is not running: bench reports no power",
+                          "sudo pip3 install -U jetson-stats && sudo systemctl restart jtop.service"))
+        want = _profile_power(f.profile)
+        if f.nvpmodel_id is None:
+            rows.append(Check("nvpmodel", WARN, "power mode unknown (/var/lib/nvpmodel/status)",
+                              "sudo nvpmodel -q"))
+        else:
+            mode = f"mode {f.nvpmodel_id}" + (f" ({f.nvpmodel_name})" if f.nvpmodel_name else "")
+            if want and want[0] != f.nvpmodel_id:
+                rows.append(Check("nvpmodel", WARN, f"{mode}; profile {f.profile} is measured "
+                                  f"at mode {want[0]} ({want[1]})", f"sudo nvpmodel -m {want[0]}"))
+            else:
+                rows.append(Check("nvpmodel", OK, mode))
+        if f.clocks_pinned is None:
+            rows.append(Check("jetson_clocks", WARN, "CPU frequency limits unreadable",
+                              "sudo jetson_clocks --show"))
+        elif f.clocks_pinned:
+            rows.append(Check("jetson_clocks", OK, "clocks pinned at maximum"))
+        else:
+            rows.append(Check("jetson_clocks", WARN, "clocks float (benchmarks vary run to run)",
+                              "sudo jetson_clocks"))
+        dla = _dla_cores(f.board, f.compatible, DLA_CORES)
+        if dla is None:
+            rows.append(Check("DLA cores", WARN, "unknown for this module", "see the module's data sheet"))
+        elif dla == 0:
+            rows.append(Check("DLA cores", OK, "0 (this module has no DLA: GPU engines only)"))
+        else:
+            rows.append(Check("DLA cores", OK, f"{dla} (--dla-core 0..{dla - 1}; TensorRT < 11)"))
+
+    # ModulatedDeformConv2d plugin (only knowable with TensorRT)
+    if py.tensorrt:
+        if py.deform_plugin:
+            rows.append(Check("DeformConv plugin", OK, "ModulatedDeformConv2d registered"))
+        else:
+            rows.append(Check("DeformConv plugin", FAIL, "ModulatedDeformConv2d not registered "
+                              "(libnvinfer_plugin missing)", "install TensorRT's plugin library "
+                              "(libnvinfer-plugin*), or export with --dcn portable"))
+
+    # torch2trt (optional: --format torch2trt)
+    if py.torch2trt_error:
+        rows.append(Check("torch2trt", WARN, f"import fails: {py.torch2trt_error}", _T2T_FIX))
+    elif py.torch2trt is None:
+        if gpu_box:
+            rows.append(Check("torch2trt", WARN, "not installed (optional: --format torch2trt)",
+                              _T2T_FIX))
+    else:
+        v = _version_tuple(py.torch2trt)
+        old = py.torch2trt != "unknown" and v < MIN_TORCH2TRT
+        rows.append(Check("torch2trt", WARN, f"{py.torch2trt} predates TensorRT 10 support",
+                          _T2T_FIX) if old else Check("torch2trt", OK, py.torch2trt))
+
+    # onnxruntime
+    if py.onnxruntime is None:
+        rows.append(Check("onnxruntime", FAIL, "not installed", "pip install onnxruntime"))
+    else:
+        prov = ", ".join(p.removesuffix("ExecutionProvider") for p in py.ort_providers) or "none"
+        gpu_ep = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(py.ort_providers)
+        if gpu_box and not gpu_ep:
+            rows.append(Check("onnxruntime", WARN, f"{py.onnxruntime}: {prov} (CPU only)",
+                              "Jetson: onnxruntime-gpu from pypi.jetson-ai-lab.io; x86: pip "
+                              "install onnxruntime-gpu"))
+        else:
+            rows.append(Check("onnxruntime", OK, f"{py.onnxruntime}: {prov}"))
+    return rows
+
+
+def _profile_power(profile: str | None) -> tuple[int, str] | None:
+    if profile is None:
+        return None
+    try:
+        from edgeseg.profiles import load_profile
+
+        p = load_profile(profile)
+    except EdgesegError:
+        return None
+    return (p.power.nvpmodel, p.power.nvpmodel_name) if p.power else None
+
+
+# Orin NX / Nano modules by device-tree part number (the model string does not say 8 or 16 GB).
+_P3767_DLA = {"p3767-0000": 2, "p3767-0001": 1, "p3767-0003": 0, "p3767-0004": 0,
+              "p3767-0005": 0}
+
+
+def _dla_cores(board: str | None, compatible: str, table: dict[str, int]) -> int | None:
+    for part, n in _P3767_DLA.items():
+        if part in compatible:
+            return n
+    low = (board or "").lower().replace(" ", "").replace("-", "")
+    for name, n in sorted(table.items(), key=lambda kv: -len(kv[0])):
+        if name.lower().replace(" ", "").removesuffix("16gb").removesuffix("8gb") in low:
+            if "orinnx" in low:
+                return None  # an Orin NX whose part number is unknown: 8 GB has 1, 16 GB 2
+            return n
+    if "jetsonagx" in low or "p2888" in compatible:  # L4T R32 spelling of AGX Xavier
+        return table["Jetson AGX Xavier"]
+    return None
+
+
+def doctor(root: str | Path = "/", python: PythonFacts | None = None,
+           machine: str | None = None) -> dict[str, Any]:
+    """Library entry of `edgeseg doctor`: the report ``--json`` prints."""
+    facts = gather(root, python, machine)
+    checks = evaluate(facts)
+    summary = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL)}
+    return {"checks": [asdict(c) for c in checks], "summary": summary, "facts": facts.to_dict()}
