@@ -8,18 +8,21 @@ from __future__ import annotations
 import typer
 
 from edgeseg import __version__
-from edgeseg.cli._util import app
 
 # Command modules: importing registers the command (order = order in --help).
-from edgeseg.cli import train  # noqa: E402,F401
-from edgeseg.cli import export  # noqa: E402,F401
-from edgeseg.cli import calibrate  # noqa: E402,F401
-from edgeseg.cli import bench  # noqa: E402,F401
-from edgeseg.cli import run  # noqa: E402,F401
-from edgeseg.cli import info  # noqa: E402,F401
-from edgeseg.cli import profiles  # noqa: E402,F401
-from edgeseg.cli import data  # noqa: E402,F401
-from edgeseg.cli import demo  # noqa: E402,F401
+from edgeseg.cli import (
+    bench,  # noqa: F401
+    calibrate,  # noqa: F401
+    data,  # noqa: F401
+    demo,  # noqa: F401
+    export,  # noqa: F401
+    info,  # noqa: F401
+    profiles,  # noqa: F401
+    run,  # noqa: F401
+    train,  # noqa: F401
+    tune,  # noqa: F401
+)
+from edgeseg.cli._util import app
 
 
 def _version(value: bool) -> None:
