@@ -143,6 +143,21 @@ def main() -> None:
         f"{r['e2e_fps']:.2f} | {r['p99_ms']:.1f} | {r['miou_drop']:.2f} | "
         f"{r['agreement']:.4f} | {'yes' if i in report['pareto'] else ''} |"
         for i, r in enumerate(report["measured"]))
+    caveat = ""
+    if args.random_init:
+        caveat = ("\nReading: the network is untrained (reference mIoU about 1%), so its mIoU "
+                  "\"drop\" is noise (smaller inputs can even score higher) and the pick follows "
+                  "that noise; what this run shows is the FPS of every configuration and the "
+                  "search itself (ceilings, order, budget, record). Run with --weights on a "
+                  "trained checkpoint for a pick that means something.\n")
+    one, two = ({r["label"].rsplit(" ", 1)[0]: r["fps"] for r in report["measured"]
+                 if r["label"].endswith(s)} for s in (" 1t", " 2t"))
+    slower = sum(1 for k in one if k in two and two[k] < one[k])
+    if slower:
+        caveat += (f"\nThreads: 2 onnxruntime threads were slower than 1 in {slower} of "
+                   f"{len([k for k in one if k in two])} pairs here (the machine is shared: the "
+                   "second core is busy), which is why the FP32 2-thread baseline and the "
+                   "in-tune 2-thread figures differ.\n")
     pruned = "; ".join(f"{p['label']}: {p['reason']}" for p in report["pruned"][:6]) or "none"
     body = f"""## Tune (`benchmarks/tune.py`)
 
@@ -169,7 +184,7 @@ Checkpoint: {trained} ({train_s / 60:.1f} min); reference mIoU
 
 Pruned (roofline ceiling on this CPU's peak, or not runnable): {pruned}.
 {report['message']}
-"""
+{caveat}"""
     write_section("tune", body)
     console.print("wrote docs/benchmarks.md (tune section)")
 
