@@ -27,6 +27,7 @@ _API = {
     "export": "edgeseg.deploy.export",
     "calibrate": "edgeseg.deploy.quantize",
     "bench": "edgeseg.bench",  # likewise
+    "tune": "edgeseg.tune",  # likewise
     "run": "edgeseg.video.run",
     "open_segmenter": "edgeseg.runtime",
     "load_segmenter": "edgeseg.video.run",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import typer
 
 from edgeseg import __version__
-from edgeseg.cli._util import app
 
 # Command modules: importing registers the command (order = order in --help).
 from edgeseg.cli import train  # noqa: E402,F401
@@ -22,6 +21,8 @@ from edgeseg.cli import data  # noqa: E402,F401
 from edgeseg.cli import demo  # noqa: E402,F401
 from edgeseg.cli import doctor  # noqa: E402,F401
 from edgeseg.cli import ros2  # noqa: E402,F401
+from edgeseg.cli import tune  # noqa: E402,F401
+from edgeseg.cli._util import app  # noqa: E402
 
 
 def _version(value: bool) -> None:
