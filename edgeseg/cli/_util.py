@@ -68,6 +68,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
+# The Triton client options `run` and `bench` share (a model served by Triton, `--backend triton`).
+TritonUrlOpt = typer.Option(
+    None, "--url", help="Triton server for --backend triton: grpc://HOST:PORT, "
+    "http://HOST:PORT or HOST:PORT (8000 HTTP, else gRPC) [localhost:8001].",
+)
+TritonModelOpt = typer.Option(
+    None, "--triton-model", help="Model on the Triton server (default: its one edgeseg model).",
+)
+TritonTokenOpt = typer.Option(
+    None, "--token", envvar="EDGESEG_TRITON_TOKEN",
+    help="Bearer token for a gateway in front of Triton.",
+)
+
 
 def command(
     name: str | None = None, *, on: typer.Typer | None = None, **kwargs: Any

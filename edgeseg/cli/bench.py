@@ -13,7 +13,16 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    TritonModelOpt,
+    TritonTokenOpt,
+    TritonUrlOpt,
+    command,
+    console,
+    emit_json,
+    progress,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.sizes import parse_hw
 
@@ -44,21 +53,13 @@ def bench_cli(
         help="torch, onnxruntime, tensorrt or triton (a server: --url). Default: the "
         "artifact's own (checkpoint: torch).",
     ),
-    url: str | None = typer.Option(
-        None, "--url", help="Triton server for --backend triton: grpc://HOST:PORT, "
-        "http://HOST:PORT or HOST:PORT (8000 HTTP, else gRPC) [localhost:8001].",
-    ),
-    triton_model: str | None = typer.Option(
-        None, "--triton-model", help="Model on the Triton server (default: its one edgeseg model).",
-    ),
+    url: str | None = TritonUrlOpt,
+    triton_model: str | None = TritonModelOpt,
     concurrency: str | None = typer.Option(
         None, "--concurrency",
         help="With --backend triton: request concurrencies, e.g. 1,2,4,8 (perf_analyzer style).",
     ),
-    token: str | None = typer.Option(
-        None, "--token", envvar="EDGESEG_TRITON_TOKEN",
-        help="Bearer token for a gateway in front of Triton.",
-    ),
+    token: str | None = TritonTokenOpt,
     profile: str | None = typer.Option(
         None, "--profile", "-p",
         help="Device profile (name, .yaml or auto; default auto): roofline peaks, warm-up and "

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    TritonModelOpt,
+    TritonTokenOpt,
+    TritonUrlOpt,
+    command,
+    console,
+    emit_json,
+    progress,
+)
 from edgeseg.errors import EdgesegError
 
 if TYPE_CHECKING:
@@ -57,16 +66,9 @@ def run_cli(
         help="triton: a model on a Triton server (--url) instead of a local file; tensorrt with "
         "--onnx: build (or reuse from the engine cache) a TensorRT engine.",
     ),
-    url: str | None = typer.Option(
-        None, "--url", help="Triton server: grpc://HOST:PORT, http://HOST:PORT or HOST:PORT "
-        "(8000 HTTP, else gRPC) [localhost:8001].",
-    ),
-    triton_model: str | None = typer.Option(
-        None, "--triton-model", help="Model on the Triton server (default: its edgeseg model).",
-    ),
-    token: str | None = typer.Option(
-        None, "--token", envvar="EDGESEG_TRITON_TOKEN", help="Bearer token for a Triton gateway.",
-    ),
+    url: str | None = TritonUrlOpt,
+    triton_model: str | None = TritonModelOpt,
+    token: str | None = TritonTokenOpt,
     source: list[str] = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
     sink: list[str] = typer.Option(["auto"], "--sink", "-o", help=SINK_HELP),
     profile: str | None = typer.Option(
