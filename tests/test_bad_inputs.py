@@ -232,6 +232,17 @@ MATRIX: list[tuple[str, list[str], str]] = [
     ("ros2-topics-wrong-kind", ["ros2", "topics", "{a}/notes.pt"], "not a bag"),
     ("ros2-topics-empty-folder", ["ros2", "topics", "{a}/empty"], "not a bag"),
     ("ros2-command-unknown", ["ros2", "frobnicate"], "frobnicate"),
+    ("doctor-option-unknown", ["doctor", "--frobnicate"], "frobnicate"),
+    ("tune-weights-missing", ["tune", "--weights", "{a}/nope.pt", "--target-fps", "10",
+                              "--out", "{out}/t.yaml"], "nope.pt"),
+    ("tune-weights-text", ["tune", "--weights", "{a}/notes.pt", "--target-fps", "10",
+                           "--out", "{out}/t.yaml"], "notes.pt"),
+    ("tune-space-unknown-key", ["tune", "--weights", "{hn}", "--target-fps", "10",
+                                "--space", "colour=red", "--out", "{out}/t.yaml"], "colour"),
+    ("tune-target-negative", ["tune", "--weights", "{hn}", "--target-fps", "-1",
+                              "--out", "{out}/t.yaml"], "target"),
+    ("tune-profile-unknown", ["tune", "--weights", "{hn}", "--target-fps", "10",
+                              "--profile", "nosuchboard", "--out", "{out}/t.yaml"], "nosuchboard"),
     ("command-unknown", ["frobnicate"], "frobnicate"),
 ]
 

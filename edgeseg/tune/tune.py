@@ -173,11 +173,23 @@ def tune(
     # -- model source, images, reference -----------------------------------------------------
     from edgeseg.tune.measure import Builder, accuracy, load_eval_set, predict, speed
 
+    if weights is not None:  # a bad checkpoint fails here, before anything is created
+        from edgeseg.artifacts.files import read_artifact_meta
+
+        read_artifact_meta(weights)
+    fresh = not files["artifacts"].exists()
     files["artifacts"].mkdir(parents=True, exist_ok=True)
-    evalset = load_eval_set(data, images, eval_images, ref_hw, files["artifacts"])
-    builder = Builder(files["artifacts"], weights=Path(weights) if weights else None,
-                      onnx=Path(onnx) if onnx else None, calibration=evalset.calibration,
-                      calib_images=calib_images, step=say)
+    try:
+        evalset = load_eval_set(data, images, eval_images, ref_hw, files["artifacts"])
+        builder = Builder(files["artifacts"], weights=Path(weights) if weights else None,
+                          onnx=Path(onnx) if onnx else None, calibration=evalset.calibration,
+                          calib_images=calib_images, step=say)
+    except BaseException:
+        if fresh:  # nothing of this run is worth keeping: leave no folder behind
+            import shutil
+
+            shutil.rmtree(files["artifacts"], ignore_errors=True)
+        raise
     ref_cfg = TuneConfig("onnxruntime", "fp32", *ref_hw, dcn=builder.own_dcn or "native")
     why = builder.unsupported(ref_cfg)
     if why:
