@@ -214,7 +214,11 @@ def test_every_route_needs_the_token(live: tuple[Any, Feeder]) -> None:
             assert b"token" in body
     status, _, _ = get(base(sink) + "/offer", data=b"{}")
     assert status == 401
-    status, body, _ = get(base(sink) + f"/stats?token={TOKEN}")
+    # /stats serves the snapshot the server refreshes each tick: poll until it has frames
+    got: list[tuple[int, bytes]] = []
+    wait_until(lambda: got.append(get(base(sink) + f"/stats?token={TOKEN}")[:2]) or (
+        got[-1][0] == 200 and json.loads(got[-1][1])["frames"] > 0))
+    status, body = got[-1]
     assert status == 200 and json.loads(body)["frames"] > 0
     status, body, _ = get(base(sink) + "/healthz", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and json.loads(body)["ok"] is True

@@ -218,8 +218,6 @@ def train(
     # CUDA: float16 with loss scaling; CPU: bfloat16 (float32's exponent range: no scaler),
     # faster only where oneDNN has native bf16 kernels (AVX512-BF16 / AMX), emulated elsewhere
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    if device.type == "cpu" and (note := _loaded_cpu_note()):
-        log(note)
     if amp and device.type == "cpu" and not cpu_has_bf16():
         log("--amp: this CPU has no bfloat16 instructions; training in float32")
         amp = False
@@ -269,6 +267,8 @@ def train(
     meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
     # inputs (the dataset) are checked before anything is written: a bad --data leaves no run
     loader = build_loader(cfg, dist, start_iter, device)
+    if device.type == "cpu" and (note := _loaded_cpu_note()):  # inputs are valid by now
+        log(note)
     out.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(out, log) if (cfg.tensorboard and dist.main) else None
     metrics = _LazyLog(out / "metrics.jsonl") if dist.main else None

@@ -224,7 +224,22 @@ def tune(
             return "onnxruntime's CPU provider has no fast fp16 kernels"
         return builder.unsupported(c)
 
+    # -- the record of earlier runs ------------------------------------------------------------
+    from edgeseg.tune.record import Record
+
+    context = json.dumps({
+        "model": builder.sha, "reference": list(ref_hw), "images": evalset.source,
+        "eval_images": len(evalset.frames), "calib_images": calib_images,
+        "duration_s": duration_s, "warmup_s": warmup_s, "profile": prof.name,
+    }, sort_keys=True)
+    record = Record(files["record"])
     todo, pruned = plan(configs, target_fps, roofs, unsupported)
+    # A configuration already measured is evidence, not an estimate: it is reused even where its
+    # roofline ceiling now falls below a new target.
+    for p in [p for p in pruned if p.reason and p.reason.startswith("roofline")]:
+        if record.get(p.config.key(context)) is not None:
+            pruned.remove(p)
+            todo.append(Candidate(p.config, p.roofline, None))
     forced = False
     if not todo:
         reachable = [p for p in pruned if p.roofline is not None and
@@ -238,14 +253,6 @@ def tune(
         forced = True
 
     # -- measure --------------------------------------------------------------------------------
-    from edgeseg.tune.record import Record
-
-    context = json.dumps({
-        "model": builder.sha, "reference": list(ref_hw), "images": evalset.source,
-        "eval_images": len(evalset.frames), "calib_images": calib_images,
-        "duration_s": duration_s, "warmup_s": warmup_s, "profile": prof.name,
-    }, sort_keys=True)
-    record = Record(files["record"])
     rows: list[dict[str, Any]] = []
     resumed: list[str] = []
     left: list[TuneConfig] = []
