@@ -230,7 +230,11 @@ def test_pareto_front_has_no_dominated_point(first: dict[str, Any]) -> None:
 
 
 def test_resume_skips_measured_configurations(second: dict[str, Any]) -> None:
-    assert len(second["resumed"]) == 4 and len(second["measured"]) == 4
+    # every configuration the new target leaves (its ceiling may prune some) comes from the
+    # record of the first tune: none is measured again
+    kept = 4 - len(second["pruned"])
+    assert kept >= 1
+    assert len(second["resumed"]) == kept and len(second["measured"]) == kept
     record = Path(second["files"]["record"]).read_text()
     assert record.count("\n") == second["_record_lines_before"]  # nothing measured again
 

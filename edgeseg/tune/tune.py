@@ -234,12 +234,6 @@ def tune(
     }, sort_keys=True)
     record = Record(files["record"])
     todo, pruned = plan(configs, target_fps, roofs, unsupported)
-    # A configuration already measured is evidence, not an estimate: it is reused even where its
-    # roofline ceiling now falls below a new target.
-    for p in [p for p in pruned if p.reason and p.reason.startswith("roofline")]:
-        if record.get(p.config.key(context)) is not None:
-            pruned.remove(p)
-            todo.append(Candidate(p.config, p.roofline, None))
     forced = False
     if not todo:
         reachable = [p for p in pruned if p.roofline is not None and
