@@ -29,7 +29,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check edgeseg tests benchmarks
 	# TensorRT types come from the vendored, corrected stubs in typings/ (pyproject mypy_path)
-	$(BIN)/mypy edgeseg/deploy edgeseg/runtime edgeseg/artifacts edgeseg/train edgeseg/models edgeseg/doctor.py
+	$(BIN)/mypy edgeseg/deploy edgeseg/runtime edgeseg/artifacts edgeseg/train edgeseg/models edgeseg/doctor
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -366,7 +366,7 @@ def write_deepstream(
     app_text = app_config(srcs, sink=sink)
     for text in (infer_text, app_text):  # both must read back as INI
         configparser.ConfigParser(interpolation=None).read_file(io.StringIO(text))
-    from edgeseg.deploy.triton import labels_txt
+    from edgeseg.deploy.triton_config import labels_txt
 
     files: dict[str, str | Path] = {INFER_CONFIG: infer_text, APP_CONFIG: app_text,
                                     LABELS_FILE: labels_txt(meta), model_file: artifact}

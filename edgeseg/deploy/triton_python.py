@@ -69,7 +69,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         import triton_python_backend_utils as pb_utils
 
-        from edgeseg.deploy.triton import META_PARAM
+        from edgeseg.deploy.triton_config import META_PARAM
 
         self.pb = pb_utils
         config = json.loads(args["model_config"])

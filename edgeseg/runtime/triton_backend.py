@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts.files import META_KEY
 from edgeseg.errors import EdgesegError, MissingDependencyError
 from edgeseg.runtime.base import ModelMeta, Segmenter
 
@@ -32,7 +33,7 @@ __all__ = ["DEFAULT_URL", "MAX_REQUEST_BYTES", "TritonSegmenter", "parse_url"]
 
 DEFAULT_URL = "localhost:8001"
 MAX_REQUEST_BYTES = 256 << 20
-META_PARAM = "edgeseg.meta"  # edgeseg.deploy.triton.META_PARAM (runtime doesn't import deploy)
+META_PARAM = META_KEY  # the model config parameter the export writes (deploy/triton.py)
 _NP_TO_TRITON = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16",
                  np.dtype(np.uint8): "UINT8", np.dtype(np.int32): "INT32"}
 _TRITON_TO_NP = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8,

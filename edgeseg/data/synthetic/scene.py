@@ -34,8 +34,6 @@ from edgeseg.data.synthetic.canvas import (
     Canvas,
 )
 from edgeseg.data.synthetic.painters import (
-    draw_car,
-    draw_ego,
     draw_facade,
     draw_fence,
     draw_ground,
@@ -55,6 +53,7 @@ from edgeseg.data.synthetic.traffic import (
     draw_truck,
     draw_two_wheeler,
 )
+from edgeseg.data.synthetic.vehicles import draw_car, draw_ego
 from edgeseg.errors import EdgesegError
 
 # --------------------------------------------------------------------------------------------

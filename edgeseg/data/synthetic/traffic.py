@@ -27,7 +27,7 @@ from edgeseg.data.synthetic.canvas import (
     hsv_color,
     shade,
 )
-from edgeseg.data.synthetic.painters import box_faces, wheel
+from edgeseg.data.synthetic.vehicles import box_faces, wheel
 
 GAUGE = 1.435  # standard-gauge tram rails (metres between rail heads)
 
