@@ -125,6 +125,30 @@ def profile(layout: str, threads: int, crop, batch, data, steps: int,  # noqa: A
     return rows, phases
 
 
+def optimizer_variants(threads: int, reps: int = 10) -> list[tuple[str, float]]:
+    """ms per AdamW step over DESANet-HN's parameters: torch's per-tensor loop (its CPU
+    default), ``foreach`` and ``fused`` (what build_optimizer picks)."""
+    import torch
+
+    from edgeseg.models.desanet import build_model
+
+    torch.set_num_threads(threads)
+    model = build_model("desanet-hn")
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    out = []
+    for name, kw in (("for-loop", {"foreach": False}), ("foreach", {"foreach": True}),
+                     ("fused", {"fused": True})):
+        opt = torch.optim.AdamW(model.param_groups(5e-4), lr=1e-3, **kw)
+        for _ in range(3):
+            opt.step()
+        t = time.perf_counter()
+        for _ in range(reps):
+            opt.step()
+        out.append((name, (time.perf_counter() - t) / reps * 1e3))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crop", default="128x256")
@@ -151,6 +175,7 @@ def main() -> None:
         write_synthetic_cityscapes(data, train=16, val=1, height=h, width=w, seed=0)
         rows = ab(configs, (h, w), args.batch, data, args.steps, args.rounds)
         ops, phases = profile(*configs[0], (h, w), args.batch, data, args.steps, args.top)
+    optim = optimizer_variants(configs[0][1])
     load1 = load_average()
     md = ["## Training step profile (CPU)\n", f"Machine: {host}.\n",
           f"`python benchmarks/train_profile.py --crop {args.crop} --batch {args.batch} --steps "
@@ -187,6 +212,10 @@ def main() -> None:
         md.append("| " + " | ".join(cells) + " |")
     console.print(t2)
     console.print({p: round(phases.get(p, 0.0)) for p in PHASES})
+    md += ["", f"AdamW step over DESANet-HN's parameters ({configs[0][1]} threads; "
+           "`build_optimizer` picks fused):\n", "| implementation | ms/step |", "|---|---:|"]
+    md += [f"| {name} | {ms:.1f} |" for name, ms in optim]
+    console.print({name: round(ms, 1) for name, ms in optim})
     if not args.no_write:
         write_section("train_profile", "\n".join(md))
 

@@ -69,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=["cpu-quick"])
     ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--train-images", type=int, default=160, help="synthetic training scenes")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     from rich.console import Console
@@ -79,7 +80,8 @@ def main() -> None:
     host = machine_line()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "synth"
-        write_synthetic_cityscapes(data, train=160, val=24, height=128, width=256, seed=0)
+        write_synthetic_cityscapes(data, train=args.train_images, val=24, height=128, width=256,
+                                   seed=0)
         runs = [run_variant(v, data, Path(tmp), args.eval_every) for v in args.variants]
     table = Table(title="val mIoU (training seconds) by iteration")
     table.add_column("variant")
@@ -89,7 +91,8 @@ def main() -> None:
     md = ["## Training recipe: val mIoU against training time\n", f"Machine: {host}.\n",
           "`python benchmarks/train_recipe.py --variants "
           + " ".join(f'"{v}"' for v in args.variants)
-          + f" --eval-every {args.eval_every}`: DESANet-HN from random init on 160 synthetic "
+          + f" --eval-every {args.eval_every} --train-images {args.train_images}`: DESANet-HN "
+          f"from random init on {args.train_images} synthetic "
           "scenes at 128x256 (seed 0), val = 24 other scenes; cells are val mIoU (training "
           "seconds, evaluation excluded) at each iteration.\n",
           "| variant | " + " | ".join(str(p) for p in points) + " |",

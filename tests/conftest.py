@@ -19,7 +19,7 @@ os.environ.setdefault("CI", "true")  # plain progress lines, no live bars, in te
 # The shared run: DESANet-HN trained with the cpu-quick recipe (AdamW, its crop, batch 4,
 # RECIPES["cpu-quick"]["iters"] iterations, a fixed count so the run is deterministic) on 160
 # synthetic scenes (training time per CPU: docs/benchmarks.md, "Training recipe").
-# It is issue 4's acceptance run (val mIoU >= 0.38 over the 19 classes, tests/test_train.py) and the trained model
+# It is issue 4's acceptance run (val mIoU >= 0.35 over the 19 classes, tests/test_train.py) and the trained model
 # that eval, export parity, INT8 agreement and run tests share. EDGESEG_TEST_ITERS shortens it
 # for local iterations; the accuracy bounds then skip.
 TRAIN_HW = (128, 256)

@@ -67,6 +67,7 @@ def test_demo_trains_on_a_time_budget(tmp_path: Path, monkeypatch) -> None:
         demo.run_demo(tmp_path / "out", small, log=lambda m: None)
     cfg, kw = seen[0]
     assert full.time_budget_s and cfg.time_budget_s == full.time_budget_s
+    assert cfg.warmup_iters == full.warmup_iters < RECIPES["cpu-quick"]["warmup_iters"]
     assert cfg.iters == RECIPES["cpu-quick"]["iters"]  # the cap
     assert tuple(cfg.crop) == tuple(RECIPES["cpu-quick"]["crop"])
     assert callable(kw["on_schedule"])

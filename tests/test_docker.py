@@ -731,7 +731,7 @@ def test_pyproject_lower_bounds_are_the_images_oldest() -> None:
 def test_make_targets_named_in_docs_exist() -> None:
     targets = set(re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
     assert "setup" in targets
-    for doc in (REPO / "pyproject.toml", DOCKER / "README.md"):
+    for doc in (REPO / "pyproject.toml", REPO / "README.md", DOCKER / "README.md"):
         for target in re.findall(r"`make (\w[\w-]*)`", doc.read_text()):
             assert target in targets, f"{doc.name} names `make {target}`: no such target"
 

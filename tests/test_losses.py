@@ -32,8 +32,10 @@ def _logits_from_probs(true_prob: np.ndarray, labels: np.ndarray, num_classes: i
     return np.log(probs)[None]
 
 
-def _numpy_ohem(logits: np.ndarray, labels: np.ndarray, thresh: float = 0.7, div: int = 16):
-    """Plain numpy OHEM CE (BiSeNet rule; keeps >= 1 pixel)."""
+def _numpy_ohem(logits: np.ndarray, labels: np.ndarray, thresh: float = 0.7, div: int = 16,
+                weight: np.ndarray | None = None):
+    """Plain numpy OHEM CE (BiSeNet rule; keeps >= 1 pixel); ``weight``: per-class weights of
+    the kept pixels' mean (hard pixels picked by their unweighted loss)."""
     x = logits.transpose(0, 2, 3, 1).reshape(-1, logits.shape[1]).astype(np.float64)
     y = labels.reshape(-1)
     keep = y != 255
@@ -44,10 +46,11 @@ def _numpy_ohem(logits: np.ndarray, labels: np.ndarray, thresh: float = 0.7, div
     logp = x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
     loss = -logp[np.arange(len(y)), y]
     n_min = max(len(y) // div, 1)
-    hard = loss[loss > -math.log(thresh)]
-    if len(hard) < n_min:
-        hard = np.sort(loss)[::-1][:n_min]
-    return float(hard.mean())
+    kept = np.flatnonzero(loss > -math.log(thresh))
+    if len(kept) < n_min:
+        kept = np.argsort(-loss, kind="stable")[:n_min]
+    w = np.ones(len(y)) if weight is None else weight[y]
+    return float((w[kept] * loss[kept]).sum() / w[kept].sum())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,6 +99,27 @@ def test_ohem_matches_numpy_on_random_batches() -> None:
                 logits[n, labels[n, i, j], i, j] += 6.0
         got = crit(torch.tensor(logits), torch.tensor(labels)).item()
         assert got == pytest.approx(_numpy_ohem(logits, labels), rel=1e-10)
+
+
+def test_weighted_ohem_matches_numpy_and_torch_weighted_ce() -> None:
+    rng = np.random.default_rng(11)
+    weight = np.array([0.5, 1.0, 3.0, 8.0, 20.0])
+    crit = OhemCELoss(weight=torch.tensor(weight))
+    for scale in (0.3, 4.0):  # min-kept rule ... threshold rule
+        logits = scale * rng.standard_normal((2, 5, 12, 10))
+        labels = rng.integers(0, 5, size=(2, 12, 10))
+        labels[rng.random(labels.shape) < 0.2] = 255
+        got = crit(torch.tensor(logits), torch.tensor(labels)).item()
+        assert got == pytest.approx(_numpy_ohem(logits, labels, weight=weight), rel=1e-10)
+        assert got != pytest.approx(_numpy_ohem(logits, labels), rel=1e-3)  # weights matter
+    # thresh 1.0 keeps every valid pixel: torch's own class-weighted CE (weighted mean)
+    logits = torch.randn(2, 5, 6, 7, dtype=torch.float64)
+    labels = torch.randint(0, 5, (2, 6, 7))
+    labels[0, 0] = 255
+    want = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(weight),
+                                             ignore_index=255)
+    got = OhemCELoss(thresh=1.0, weight=torch.tensor(weight))(logits, labels)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
 
 
 def test_ohem_all_ignored_returns_zero_with_grad() -> None:

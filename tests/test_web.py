@@ -1,6 +1,6 @@
 """The web sinks: URIs, stats, the server's routes and limits, and the page in a real browser.
 
-The browser tests drive Debian's headless Chromium through selenium (``make setup`` installs
+The browser tests drive Debian's headless Chromium through selenium (``make setup-dev`` installs
 both); the model is an untrained DESANet-RN at 64x128 behind the torch Segmenter, fed with
 moving synthetic frames, so what the page shows comes from real inference.
 """
@@ -316,7 +316,7 @@ def test_stalled_viewer_never_slows_inference(segmenter: Any) -> None:
 def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("headless Chromium is not installed: apt-get install -y chromium "
-                    "chromium-driver (make setup and .ci/run do this)")
+                    "chromium-driver (make setup-dev and .ci/run do this)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium missing: pip install "
                                     "'edgeseg[dev]'")
     from selenium.webdriver.chrome.options import Options

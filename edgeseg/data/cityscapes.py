@@ -209,6 +209,19 @@ class CityscapesDataset:
         """The ``*_leftImg8bit.png`` path of item ``index`` (names a submission file)."""
         return self.samples[index][0]
 
+    def load_label(self, index: int) -> np.ndarray | None:
+        """Train ids (uint8 (H, W)) of item ``index`` without decoding its image; None for an
+        unlabelled test image."""
+        import cv2
+
+        _img, label_path, is_train_ids = self.samples[index]
+        if label_path is None:
+            return None
+        raw = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
+        if raw is None:
+            raise EdgesegError(f"cannot read label {label_path}")
+        return raw if is_train_ids else ID_TO_TRAIN_ID[raw]
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Item ``index`` without the transform: (RGB uint8 (H, W, 3), train ids uint8 (H, W))."""
         import cv2

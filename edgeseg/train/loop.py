@@ -137,7 +137,11 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     """SGD with momentum (paper 4.1) or AdamW; weight decay on conv/linear weights only."""
     groups = model.param_groups(cfg.weight_decay)  # type: ignore[operator]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        # fused: one kernel over all parameters, 3x faster than the per-tensor loop on CPU
+        # (docs/benchmarks.md, "Training step profile")
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32
+                    for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -148,12 +152,13 @@ def lr_factor(cfg: TrainConfig, it: int) -> float:
     return max(0.0, 1 - it / cfg.iters) ** cfg.poly_power
 
 
-def build_criterion(cfg: TrainConfig, num_classes: int) -> Callable:
+def build_criterion(cfg: TrainConfig, num_classes: int,
+                    class_weight: torch.Tensor | None = None) -> Callable:
     from edgeseg.train.losses import DesaNetLoss, OhemCELoss
 
     if cfg.rmi:
-        return DesaNetLoss(num_classes)
-    ohem = OhemCELoss()
+        return DesaNetLoss(num_classes, class_weight=class_weight)
+    ohem = OhemCELoss(weight=class_weight)
 
     def ce_only(main: torch.Tensor, aux: torch.Tensor | None, target: torch.Tensor):
         terms = {"main_ce": ohem(main, target)}
@@ -186,6 +191,18 @@ def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.de
         persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None,
     )
+
+
+def _class_weight(cfg: TrainConfig, loader: DataLoader, device: torch.device,
+                  log: Callable[[str], None]) -> torch.Tensor | None:
+    from edgeseg.data.cityscapes import NUM_CLASSES
+    from edgeseg.train.class_weight import class_weights
+
+    weights = class_weights(cfg.class_weight, loader.dataset.base, NUM_CLASSES)  # type: ignore[attr-defined]
+    if weights is None:
+        return None
+    log(f"class weights ({cfg.class_weight}): {weights.min():.2f}-{weights.max():.2f}")
+    return torch.from_numpy(weights).to(device)
 
 
 def train(
@@ -263,10 +280,10 @@ def train(
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    criterion = build_criterion(cfg, NUM_CLASSES)
     meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
     # inputs (the dataset) are checked before anything is written: a bad --data leaves no run
     loader = build_loader(cfg, dist, start_iter, device)
+    criterion = build_criterion(cfg, NUM_CLASSES, _class_weight(cfg, loader, device, log))
     if device.type == "cpu" and (note := _loaded_cpu_note()):  # inputs are valid by now
         log(note)
     out.mkdir(parents=True, exist_ok=True)

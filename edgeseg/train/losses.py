@@ -64,9 +64,12 @@ class OhemCELoss(nn.Module):
         thresh: probability threshold; 0.7 in the paper (following BiSeNet).
         min_kept_divisor: ``n_min = n_valid // min_kept_divisor``.
         ignore_index: label value that is excluded from the loss.
+        weight: optional per-class weights [C] (``edgeseg.train.class_weight``); hard pixels
+            are still picked by their unweighted loss.
     """
 
-    def __init__(self, thresh: float = 0.7, min_kept_divisor: int = 16, ignore_index: int = 255):
+    def __init__(self, thresh: float = 0.7, min_kept_divisor: int = 16, ignore_index: int = 255,
+                 weight: Tensor | None = None):
         super().__init__()
         if not 0.0 < thresh <= 1.0:
             raise ValueError(f"OhemCELoss: thresh must be in (0, 1], got {thresh}")
@@ -76,6 +79,8 @@ class OhemCELoss(nn.Module):
         self.loss_thresh = -math.log(thresh)
         self.min_kept_divisor = min_kept_divisor
         self.ignore_index = ignore_index
+        self.weight: Tensor | None
+        self.register_buffer("weight", weight)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """``logits`` [N, C, H, W], ``target`` [N, H, W] (long) -> scalar loss."""
@@ -87,15 +92,20 @@ class OhemCELoss(nn.Module):
         loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none")
         loss = loss[valid]
         n_min = max(n_valid // self.min_kept_divisor, 1)
-        hard = loss[loss > self.loss_thresh]
-        if hard.numel() < n_min:
-            hard = loss.topk(n_min, sorted=False).values
-        return hard.mean()
+        keep = (loss > self.loss_thresh).nonzero().squeeze(1)
+        if keep.numel() < n_min:
+            keep = loss.topk(n_min, sorted=False).indices
+        if self.weight is None:
+            return loss[keep].mean()
+        # hard pixels are picked by their plain loss (the threshold keeps its meaning), then
+        # averaged with their class weights: sum(w * l) / sum(w), torch's weighted-CE mean
+        w = self.weight[target[valid][keep]]
+        return (w * loss[keep]).sum() / w.sum()
 
     def extra_repr(self) -> str:
         return (
             f"thresh={self.thresh}, min_kept_divisor={self.min_kept_divisor}, "
-            f"ignore_index={self.ignore_index}"
+            f"ignore_index={self.ignore_index}, weighted={self.weight is not None}"
         )
 
 
@@ -269,6 +279,7 @@ class DesaNetLoss(nn.Module):
         ohem_thresh, min_kept_divisor: :class:`OhemCELoss` settings for both CE terms.
         rmi_radius, rmi_pool_size, lambda_way, rmi_weight, loss_weight_lambda: :class:`RMILoss`.
         ignore_index: label value excluded from every term.
+        class_weight: optional per-class weights [C] of both CE terms (not of RMI).
     """
 
     def __init__(
@@ -283,9 +294,10 @@ class DesaNetLoss(nn.Module):
         rmi_weight: float = 0.5,
         loss_weight_lambda: float = 0.5,
         ignore_index: int = 255,
+        class_weight: Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.ce = OhemCELoss(ohem_thresh, min_kept_divisor, ignore_index)
+        self.ce = OhemCELoss(ohem_thresh, min_kept_divisor, ignore_index, class_weight)
         self.rmi = RMILoss(
             num_classes,
             radius=rmi_radius,

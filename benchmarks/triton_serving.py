@@ -12,8 +12,8 @@ Clients are gRPC (edgeseg's Triton backend), one connection per client thread, f
 360x640 RGB sent back to back (:func:`edgeseg.bench.concurrency.measure_concurrency`).
 The local baseline is ``OnnxRuntimeSegmenter`` on the same ONNX at batch 1, one caller.
 
-    python benchmarks/triton.py --onnx model.onnx   # an ONNX exported with --dynamic
-    python benchmarks/triton.py --duration 3 --no-write
+    python benchmarks/triton_serving.py --onnx model.onnx   # an ONNX exported with --dynamic
+    python benchmarks/triton_serving.py --duration 3 --no-write
 
 Prints a table with PASS/MISS and writes its section of docs/benchmarks.md.
 """
@@ -134,7 +134,7 @@ def main() -> int:
 
     if not args.no_write:
         body = "\n".join([
-            "## Triton serving on CPU (benchmarks/triton.py)",
+            "## Triton serving on CPU (benchmarks/triton_serving.py)",
             "",
             (f"{dt.date.today()}, {cpu_model()} (2 cores, AVX2 + FMA, no AVX-512/VNNI/bf16), "
             f"no GPU; load average {load_start} at start (the machine is shared)."),
