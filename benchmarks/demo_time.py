@@ -78,8 +78,8 @@ def main() -> None:
     rows += [(f"  stage: {k}", f"{v:.0f} s") for k, v in s["timings_s"].items()]
     rows += [
         ("training", f"{tr['iterations']} iterations at crop {tr.get('crop')}, "
-         (f"budget {sched['time_budget_s']:.0f} s, measured {sched.get('steps_per_s')} it/s"
-          if sched.get("time_budget_s") else "no time budget")),
+         + (f"budget {sched['time_budget_s']:.0f} s, measured {sched.get('steps_per_s')} it/s"
+            if sched.get("time_budget_s") else "no time budget")),
         ("val mIoU (FP32 checkpoint)", f"{miou:.3f}"),
         ("calibrate: FP32 / INT8 mIoU", f"{_f(cal.get('miou_fp32'))} / {_f(cal.get('miou_int8'))}"),
         ("calibrate: INT8 argmax agreement", _f(cal.get("agreement"), 4)),
