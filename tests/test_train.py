@@ -293,7 +293,8 @@ def test_parse_duration_and_plan_iterations() -> None:
         with pytest.raises(EdgesegError, match="--time-budget: expected a"):
             parse_duration(bad)
     # 60 s budget, 10 s spent on 6 steps, 2 it/s: 100 more fit; capped by iters; never < done
-    assert plan_iterations(60, 10, 6, 2.0, 10_000) == 106
+    assert plan_iterations(60, 10, 6, 2.0, 10_000, margin=1.0) == 106
+    assert plan_iterations(60, 10, 6, 2.0, 10_000) == 6 + int(50 * 2.0 * 0.9)  # BUDGET_MARGIN
     assert plan_iterations(60, 10, 6, 2.0, 50) == 50
     assert plan_iterations(60, 70, 6, 2.0, 10_000) == 6
     with pytest.raises(EdgesegError, match="step rate"):
@@ -310,37 +311,38 @@ def test_time_budget_fixes_the_schedule_and_resume_keeps_it(
     from edgeseg.train import budget, loop
 
     seen: list[tuple] = []
+    probe = budget.PROBE_SKIP + budget.PROBE_STEPS
+    total, cut_at = probe + 3, probe + 1  # the interrupt comes after the plan
 
     def plan(budget_s, elapsed_s, done, rate, cap):  # noqa: ANN001, ANN202
         seen.append((budget_s, done, rate, cap))
-        return 11  # fixed, so the three runs below are comparable
+        return total  # fixed, so the three runs below are comparable
 
     monkeypatch.setattr(loop, "plan_iterations", plan)
     kw = dict(optimizer="adamw", warmup_iters=2, iters=10_000, time_budget_s=30.0)
     lrs: list[float] = []
     full = train(_tiny_cfg(synthetic_root, tmp_path / "full", **kw), log=lambda m: None,
                  on_step=lambda it, info: lrs.append(info["lr"]), on_schedule=seen.append)
-    probe = budget.PROBE_SKIP + budget.PROBE_STEPS
     assert seen[0][:2] == (30.0, probe) and seen[0][2] > 0 and seen[0][3] == 10_000
-    assert seen[1] == 11  # on_schedule
-    assert full.iteration == 11 and full.schedule["iters"] == 11
+    assert seen[1] == total  # on_schedule
+    assert full.iteration == total and full.schedule["iters"] == total
     assert full.schedule["steps_per_s"] == pytest.approx(seen[0][2], rel=1e-3)
-    assert lrs[-1] == 0.0 and lrs[3] > lrs[8] > 0  # poly decay to zero at the planned end
-    assert load_checkpoint(full.checkpoint)["schedule"]["iters"] == 11
+    assert lrs[-1] == 0.0 and lrs[3] > lrs[total - 3] > 0  # poly decay to zero at the end
+    assert load_checkpoint(full.checkpoint)["schedule"]["iters"] == total
 
     def interrupt(it: int, _info: dict) -> None:
-        if it == 8:
+        if it == cut_at:
             os.kill(os.getpid(), signal.SIGTERM)
 
     cut = train(_tiny_cfg(synthetic_root, tmp_path / "cut", **kw), on_step=interrupt,
                 log=lambda m: None)
-    assert cut.interrupted and cut.iteration == 8
+    assert cut.interrupted and cut.iteration == cut_at
     seen.clear()
     notes: list[str] = []
     resumed = train(_tiny_cfg(synthetic_root, tmp_path / "cut", **{**kw, "time_budget_s": 1.0}),
                     resume=cut.checkpoint, log=notes.append)
-    assert seen == [] and resumed.iteration == 11  # not measured again
-    assert any("resuming the time-budgeted schedule: 11 iterations" in n for n in notes)
+    assert seen == [] and resumed.iteration == total  # not measured again
+    assert any(f"resuming the time-budgeted schedule: {total} iterations" in n for n in notes)
     np.testing.assert_allclose(cut.losses + resumed.losses, full.losses, rtol=1e-6)
 
 
