@@ -55,7 +55,7 @@ def test_acceptance_miou(trained_run, fully_trained: bool) -> None:
     cpu-quick recipe; the run is the shared fixture), reaches val mIoU >= 0.35 over all 19
     classes. Measured: 0.375 after the recipe's 1000 iterations with ENet class weights on a
     2-core AMD EPYC (AVX2, float32; docs/benchmarks.md, "Training recipe at the demo's
-    budget"); 1300 unweighted iterations reached 0.421 but cost CI 5 more minutes."""
+    budget"); 1300 unweighted iterations reached 0.421 there, at 30% more fixture time."""
     from edgeseg.train.config import RECIPES
 
     result, cfg = trained_run

@@ -15,11 +15,12 @@ from edgeseg.errors import EdgesegError
 __all__ = ["BUDGET_MARGIN", "PROBE_SKIP", "PROBE_STEPS", "parse_duration", "plan_iterations"]
 
 PROBE_SKIP = 1  # the first step builds oneDNN primitives and starts the loader workers
-PROBE_STEPS = 8  # timed steps after it: a rate within ~10%, some seconds on a CPU
-# Steps on a shared or virtual CPU vary +-15% from one to the next and drift over a run: the
-# demo's 5-step probe once measured 1.107 it/s where the run then averaged 0.92 (a 270 s
-# budget took 317 s; docs/benchmarks.md, "edgeseg demo"). Planning for 90% of the probed rate
-# keeps the budget a bound; a run that ends early loses at most a tenth of its iterations.
+PROBE_STEPS = 8  # timed steps after it: some seconds on a CPU
+# Steps on a shared or virtual CPU vary and drift over a run: the demo's 5-step probe
+# once read 1.107 it/s where the run then averaged 0.92, so a 270 s budget took 317 s
+# (docs/benchmarks.md, below "edgeseg demo: wall time per stage"). Planning for 90% of the
+# probed rate keeps the budget a bound; the price is a run that ends early when the probe
+# was slow (230 s of 270 in the record).
 BUDGET_MARGIN = 0.9
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}

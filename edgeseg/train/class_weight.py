@@ -1,10 +1,9 @@
 """Per-class loss weights from the training labels' pixel frequencies.
 
 Short schedules from random init learn the frequent classes (road, building, sky) first and
-leave the rare ones (rider, motorcycle, bus: well under 1% of Cityscapes' pixels) near zero
-IoU; weighting the cross-entropy by inverse log frequency (ENet, Paszke et al. 2016, section 4:
-``w_c = 1 / ln(c + p_c)``, c = 1.02) lifts them. Measured in docs/benchmarks.md
-("Training recipe").
+leave the rare ones (rider, motorcycle, bus) near zero IoU; weighting the cross-entropy by
+inverse log frequency (ENet, Paszke et al. 2016: ``w_c = 1 / ln(c + p_c)``, c = 1.02) lifts
+them. Measured in docs/benchmarks.md ("Training recipe at the demo's budget").
 """
 
 from __future__ import annotations
