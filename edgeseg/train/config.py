@@ -44,7 +44,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate at the end only
     log_every: int = 10
     amp: bool | None = None  # None: on for CUDA (float16); True on CPU: bfloat16 autocast
-    channels_last: bool = True  # cuDNN NHWC convs; CPU: same step time (docs/benchmarks.md)
+    channels_last: bool = True  # cuDNN NHWC convs; CPU: step time within 4% (docs/benchmarks.md)
     sync_bn: bool = False
     tensorboard: bool = False
     device: str = "auto"
