@@ -28,7 +28,7 @@ def class_frequencies(dataset: CityscapesDataset, num_classes: int,
     n = len(dataset)
     picks = np.unique(np.linspace(0, n - 1, min(n, max_labels)).round().astype(int))
     counts = np.zeros(num_classes, dtype=np.float64)
-    for i in picks if n else ():
+    for i in picks:
         mask = dataset.load_label(int(i))
         if mask is not None:
             counts += np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=256)[:num_classes]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from edgeseg.train.checkpoint import (
 )
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.sampler import ResumableDistributedSampler
+
+if TYPE_CHECKING:
+    from edgeseg.data.cityscapes import CityscapesDataset
 
 __all__ = [
     "Dist", "TrainResult", "build_criterion", "build_loader", "build_optimizer", "cpu_has_bf16",
@@ -170,11 +173,12 @@ def build_criterion(cfg: TrainConfig, num_classes: int,
     return ce_only
 
 
-def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.device):
+def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.device,
+                 dataset: CityscapesDataset | None = None):
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.data.transforms import build_train_transform
 
-    dataset = CityscapesDataset(cfg.data, cfg.split)
+    dataset = dataset or CityscapesDataset(cfg.data, cfg.split)
     transform = build_train_transform(
         cfg.crop, scale=cfg.scale, gridmask=cfg.gridmask,
         jitter=(0.4, 0.4, 0.4, 0.0) if cfg.color_jitter else None,
@@ -193,12 +197,12 @@ def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.de
     )
 
 
-def _class_weight(cfg: TrainConfig, loader: DataLoader, device: torch.device,
+def _class_weight(cfg: TrainConfig, dataset: CityscapesDataset, device: torch.device,
                   log: Callable[[str], None]) -> torch.Tensor | None:
     from edgeseg.data.cityscapes import NUM_CLASSES
     from edgeseg.train.class_weight import class_weights
 
-    weights = class_weights(cfg.class_weight, loader.dataset.base, NUM_CLASSES)  # type: ignore[attr-defined]
+    weights = class_weights(cfg.class_weight, dataset, NUM_CLASSES)
     if weights is None:
         return None
     log(f"class weights ({cfg.class_weight}): {weights.min():.2f}-{weights.max():.2f}")
@@ -282,8 +286,11 @@ def train(
         )
     meta = default_meta(cfg.model, tuple(cfg.crop))  # type: ignore[arg-type]
     # inputs (the dataset) are checked before anything is written: a bad --data leaves no run
-    loader = build_loader(cfg, dist, start_iter, device)
-    criterion = build_criterion(cfg, NUM_CLASSES, _class_weight(cfg, loader, device, log))
+    from edgeseg.data.cityscapes import CityscapesDataset
+
+    dataset = CityscapesDataset(cfg.data, cfg.split)
+    loader = build_loader(cfg, dist, start_iter, device, dataset)
+    criterion = build_criterion(cfg, NUM_CLASSES, _class_weight(cfg, dataset, device, log))
     if device.type == "cpu" and (note := _loaded_cpu_note()):  # inputs are valid by now
         log(note)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from edgeseg.data.synthetic.canvas import (
     hsv_color,
     shade,
 )
-from edgeseg.data.synthetic.vehicles import box_faces, wheel
+from edgeseg.data.synthetic.vehicles import box_faces, tyre_color, wheels
 
 GAUGE = 1.435  # standard-gauge tram rails (metres between rail heads)
 
@@ -93,11 +93,9 @@ def draw_bus(
     w, length, h = rng.uniform(2.45, 2.55), rng.uniform(10.5, 12.5), rng.uniform(2.9, 3.3)
     x0, x1, z0, z1 = x - w / 2, x + w / 2, z, z + length
     paint = _vivid(rng)
-    tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
+    tyre = tyre_color(rng)
     glass = hsv_color(rng, (180, 230), (0.05, 0.35), (0.05, 0.35))
-    for zw in (z0 + 2.8, z1 - 2.6):
-        for xw in (x0 + 0.2, x1 - 0.2):
-            wheel(cv, cam, xw, zw, 0.5, 0.15, tyre, BUS)
+    wheels(cv, cam, (x0 + 0.2, x1 - 0.2), (z0 + 2.8, z1 - 2.6), 0.5, 0.15, tyre, BUS)
     box_faces(cv, cam, rng, (x0, x1, 0.3, h, z0, z1), paint, BUS)
     xs = _visible_side(cam, x0, x1)
     if xs is not None:
@@ -124,15 +122,14 @@ def draw_truck(
     box_paint = (
         hsv_color(rng, (0, 360), (0.0, 0.08), (0.6, 0.95)) if rng.random() < 0.5 else any_color(rng)
     )
-    tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
+    tyre = tyre_color(rng)
     glass = hsv_color(rng, (180, 230), (0.05, 0.35), (0.08, 0.4))
     if oncoming:
         cab_z, box_z = z, z + lc + 0.3
     else:
         box_z, cab_z = z, z + lb + 0.3
-    for zw in (cab_z + lc * 0.5, box_z + lb * 0.25, box_z + lb * 0.75):
-        for xw in (x - wb / 2 + 0.2, x + wb / 2 - 0.2):
-            wheel(cv, cam, xw, zw, 0.5, 0.15, tyre, TRUCK)
+    wheels(cv, cam, (x - wb / 2 + 0.2, x + wb / 2 - 0.2),
+           (cab_z + lc * 0.5, box_z + lb * 0.25, box_z + lb * 0.75), 0.5, 0.15, tyre, TRUCK)
     cab = (x - wc / 2, x + wc / 2, 0.45, hc, cab_z, cab_z + lc)
     cargo = (x - wb / 2, x + wb / 2, 0.9, hb, box_z, box_z + lb)
     for bounds, paint in sorted(((cab, cab_paint), (cargo, box_paint)), key=lambda t: -t[0][4]):
@@ -240,7 +237,7 @@ def draw_two_wheeler(
         along, right = np.asarray(along), np.asarray(right)
         return cam.project(x + along * d[0] + right * p[0], up, z + along * d[2] + right * p[2])
 
-    tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
+    tyre = tyre_color(rng)
     frame = any_color(rng)
     r = rng.uniform(0.3, 0.34)
     half_base = rng.uniform(0.65, 0.75) if motor else rng.uniform(0.5, 0.55)

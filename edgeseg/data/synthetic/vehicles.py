@@ -66,6 +66,19 @@ def wheel(
     cv.poly(tread, tyre, label)
 
 
+def tyre_color(rng: np.random.Generator) -> Color:
+    """Near-black rubber, a little lighter or darker per vehicle."""
+    return hsv_color(rng, 0, 0, (0.03, 0.15))
+
+
+def wheels(cv: Canvas, cam: Camera, xs: tuple[float, ...], zs: tuple[float, ...], r: float,
+           half: float, tyre: Color, label: int) -> None:
+    """A wheel at every (x, z) of ``xs`` x ``zs`` (axle positions along the vehicle)."""
+    for z in zs:
+        for x in xs:
+            wheel(cv, cam, x, z, r, half, tyre, label)
+
+
 def draw_car(
     cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float, oncoming: bool
 ) -> None:
@@ -74,13 +87,11 @@ def draw_car(
     top, roof = rng.uniform(0.85, 1.05), rng.uniform(1.35, 1.6)
     paint = any_color(rng)
     x0, x1, z0, z1 = x - w / 2, x + w / 2, z, z + length
-    tyre = hsv_color(rng, 0, 0, (0.03, 0.15))
+    tyre = tyre_color(rng)
     glass = hsv_color(rng, (180, 230), (0.05, 0.35), (0.08, 0.4))
 
     # wheels under the body, on the visible side and at the back corners
-    for zw in (z0 + 0.75, z1 - 0.8):
-        for xw in (x0 + 0.12, x1 - 0.12):
-            wheel(cv, cam, xw, zw, 0.33, 0.12, tyre, CAR)
+    wheels(cv, cam, (x0 + 0.12, x1 - 0.12), (z0 + 0.75, z1 - 0.8), 0.33, 0.12, tyre, CAR)
     box_faces(cv, cam, rng, (x0, x1, 0.3, top, z0, z1), paint, CAR)
     cz0, cz1 = z0 + length * rng.uniform(0.15, 0.3), z1 - length * rng.uniform(0.25, 0.4)
     box_faces(cv, cam, rng, (x0 + 0.08, x1 - 0.08, top, roof, cz0, cz1), paint, CAR, 0.1)
