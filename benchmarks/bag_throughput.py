@@ -33,8 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, write_section
-from run_pipeline import machine, make_segmenter
+from _docs import DOC, write_section  # noqa: E402
+from run_pipeline import machine, make_segmenter  # noqa: E402
 
 TARGET = 0.9
 TOPIC = "/camera/image_raw"

@@ -43,7 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, machine_line, write_section
+from _docs import DOC, machine_line, write_section  # noqa: E402
 
 VARIANTS = ("desanet-hn", "desanet-rn")
 TARGET_SPEEDUP = 1.5

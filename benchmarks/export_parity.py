@@ -46,7 +46,7 @@ from edgeseg.runtime.torch_backend import TorchSegmenter
 
 START, END = "<!-- export_parity:start -->", "<!-- export_parity:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import DOC, cpu_model, load_average, write_section
+from _docs import DOC, cpu_model, load_average, write_section  # noqa: E402
 
 VARIANTS = ("desanet-hn", "desanet-rn")
 MODES = ("native", "portable")

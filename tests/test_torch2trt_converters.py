@@ -59,16 +59,16 @@ class EmulatedNetwork:
     def add_constant(self, shape: tuple[int, ...], array: np.ndarray) -> ELayer:
         self.calls.append(("constant", array))
         assert tuple(array.shape) == tuple(shape)
-        return ELayer("constant", lambda l: torch.from_numpy(np.array(array)), array=array)
+        return ELayer("constant", lambda _layer: torch.from_numpy(np.array(array)), array=array)
 
     def add_gather(self, inp: ETensor, idx: ETensor, axis: int) -> ELayer:
         self.calls.append(("gather", axis))
-        return ELayer("gather", lambda l: inp.value().index_select(axis, idx.value().long()))
+        return ELayer("gather", lambda _layer: inp.value().index_select(axis, idx.value().long()))
 
     def add_elementwise(self, a: ETensor, b: ETensor, op: str) -> ELayer:
         self.calls.append(("elementwise", op))
         fn = {"PROD": torch.mul, "SUM": torch.add}[op]
-        return ELayer("elementwise", lambda l: fn(a.value(), b.value()))
+        return ELayer("elementwise", lambda _layer: fn(a.value(), b.value()))
 
     def add_shuffle(self, inp: ETensor) -> ELayer:
         self.calls.append(("shuffle", None))
@@ -116,7 +116,7 @@ class EmulatedNetwork:
         self.calls.append(("convolution", kshape))
         assert kernel.shape[0] == cout and tuple(kernel.shape[2:]) == tuple(kshape)
         b = None if bias is None else torch.from_numpy(bias)
-        return ELayer("convolution", lambda l: F.conv2d(inp.value(), torch.from_numpy(kernel), b))
+        return ELayer("convolution", lambda _layer: F.conv2d(inp.value(), torch.from_numpy(kernel), b))
 
     def _plugin(self, kind: str, inputs: list[ETensor], plugin: Any) -> ELayer:
         self.calls.append((kind, (inputs, plugin)))

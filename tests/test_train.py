@@ -172,7 +172,9 @@ def test_sampler_shards_like_one_process() -> None:
     one = ResumableDistributedSampler(10, seed=1)
     r0 = ResumableDistributedSampler(10, seed=1, rank=0, world_size=2)
     r1 = ResumableDistributedSampler(10, seed=1, rank=1, world_size=2)
-    take = lambda s, n: [k for _, k in zip(range(n), iter(s))]
+    def take(s: ResumableDistributedSampler, n: int) -> list[int]:
+        return [k for _, k in zip(range(n), iter(s))]
+
     merged = [k for pair in zip(take(r0, 15), take(r1, 15)) for k in pair]
     assert merged == take(one, 30)
     # resuming at position 7 continues the same stream; epochs are permutations
@@ -303,15 +305,33 @@ def test_parse_duration_and_plan_iterations() -> None:
         load_train_config(None, time_budget_s=-1.0)
 
 
+def test_probe_end_waits_for_the_warm_up() -> None:
+    from edgeseg.train.budget import PROBE_SKIP, PROBE_STEPS, probe_end
+    from edgeseg.train.config import TrainConfig
+    from edgeseg.train.loop import lr_factor
+
+    fewest = PROBE_SKIP + PROBE_STEPS
+    assert probe_end(0, 0) == probe_end(0, fewest - 1) == fewest  # short warm-up: fewest steps
+    assert probe_end(0, 30) == 30  # the demo's warm-up
+    assert probe_end(25, 30) == 25 + fewest  # a resumed run still times its own steps
+    # why waiting is free: no warm-up lr depends on the run's length
+    short, long = TrainConfig(iters=100, warmup_iters=30), TrainConfig(iters=5000, warmup_iters=30)
+    assert [lr_factor(short, i) for i in range(30)] == [lr_factor(long, i) for i in range(30)]
+    assert lr_factor(short, 30) != lr_factor(long, 30)
+
+
 def test_time_budget_fixes_the_schedule_and_resume_keeps_it(
     synthetic_root: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """The budget is planned once from the measured rate (after the probe steps), the poly decay
-    ends at the planned length, and a resumed run (with another budget) keeps that schedule."""
+    """The budget is planned once from the measured rate (at the warm-up's end, past the fewest
+    probe steps), the poly decay ends at the planned length, and a resumed run (with another
+    budget) keeps that schedule."""
     from edgeseg.train import budget, loop
 
     seen: list[tuple] = []
-    probe = budget.PROBE_SKIP + budget.PROBE_STEPS
+    kw = dict(optimizer="adamw", warmup_iters=12, iters=10_000, time_budget_s=30.0)
+    probe = budget.probe_end(0, kw["warmup_iters"])
+    assert probe == 12 > budget.PROBE_SKIP + budget.PROBE_STEPS
     total, cut_at = probe + 3, probe + 1  # the interrupt comes after the plan
 
     def plan(budget_s, elapsed_s, done, rate, cap):  # noqa: ANN001, ANN202
@@ -319,7 +339,6 @@ def test_time_budget_fixes_the_schedule_and_resume_keeps_it(
         return total  # fixed, so the three runs below are comparable
 
     monkeypatch.setattr(loop, "plan_iterations", plan)
-    kw = dict(optimizer="adamw", warmup_iters=2, iters=10_000, time_budget_s=30.0)
     lrs: list[float] = []
     full = train(_tiny_cfg(synthetic_root, tmp_path / "full", **kw), log=lambda m: None,
                  on_step=lambda it, info: lrs.append(info["lr"]), on_schedule=seen.append)

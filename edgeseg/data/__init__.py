@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 from edgeseg.data.cityscapes import (
     CLASSES,
     ID_TO_TRAIN_ID,
@@ -30,6 +27,10 @@ from edgeseg.data.cityscapes import (
     ids_to_train_ids,
     train_ids_to_ids,
 )
+
+MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
 
 _LAZY = {
     "generate_scene": "edgeseg.data.synthetic",

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeseg.errors import EdgesegError
-from edgeseg.train.budget import PROBE_SKIP, PROBE_STEPS, plan_iterations
+from edgeseg.train.budget import PROBE_SKIP, plan_iterations, probe_end
 from edgeseg.train.checkpoint import (
     check_variant,
     default_meta,
@@ -318,6 +318,7 @@ def train(
         batches = iter(loader)
         t_last = time.perf_counter()
         probe_from, t_probe = start_iter + PROBE_SKIP, t_last
+        probe_to = probe_end(start_iter, cfg.warmup_iters)
         while it < cfg.iters:
             try:
                 images, labels = next(batches)
@@ -351,12 +352,12 @@ def train(
             if schedule["iters"] is None:
                 if it == probe_from:
                     t_probe = now
-                elif it == probe_from + PROBE_STEPS:
+                elif it == probe_to:
                     plan = _plan(cfg, dist, it, (it - probe_from) / (now - t_probe), now - t_call)
                     schedule.update(plan)
                     cfg.iters = plan["iters"]
                     log(f"time budget {cfg.time_budget_s:.0f} s: {schedule['steps_per_s']:.2f} "
-                        f"it/s over {PROBE_STEPS} steps -> {cfg.iters} iterations")
+                        f"it/s over {probe_to - probe_from} steps -> {cfg.iters} iterations")
                     if on_schedule:
                         on_schedule(cfg.iters)
             if metrics and (it % cfg.log_every == 0 or it == cfg.iters):
