@@ -23,8 +23,8 @@ PROBE_STEPS = 8  # fewest timed steps after it (the warm-up's end may come later
 # Steps on a shared or virtual CPU vary and drift over a run: the demo's 5-step probe
 # once read 1.107 it/s where the run then averaged 0.92, so a 270 s budget took 317 s
 # (docs/benchmarks.md, below "edgeseg demo: wall time per stage"). Planning for 90% of the
-# probed rate keeps the budget a bound; the price is a run that ends early when the probe
-# was slow (230 s of 270 in the record).
+# probed rate keeps the budget a bound; the price is about 10% of the budget unused when the
+# probe was right (the demo record: 268 s of 300).
 BUDGET_MARGIN = 0.9
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
