@@ -219,10 +219,10 @@ def train(
 ) -> TrainResult:
     """Train DESANet per ``cfg``; returns the final checkpoint path, losses and eval metrics.
 
-    With ``cfg.time_budget_s`` the total iterations are fixed after a few timed probe steps
-    (at most ``cfg.iters``; ``on_schedule(total)`` then reports them) and stored in the
-    checkpoint, so ``resume`` continues that schedule. The budget counts wall time from this
-    call to the last iteration; the final evaluation comes after it.
+    With ``cfg.time_budget_s`` the total iterations are fixed from the timed warm-up steps
+    (``budget.probe_end``; at most ``cfg.iters``; ``on_schedule(total)`` then reports them) and
+    stored in the checkpoint, so ``resume`` continues that schedule. The budget counts wall time
+    from this call to the last iteration; the final evaluation comes after it.
     """
     from edgeseg.models.desanet import build_model
 
