@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nMeasured figures, one section per script in benchmarks/.\n"
@@ -68,3 +70,17 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
     tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")  # no half-written doc on a crash
     tmp.write_text(text)
     os.replace(tmp, doc)
+
+
+def publish(section: str | None, table: Any, md: list[str],
+            rows: Iterable[Sequence[str]]) -> None:
+    """Add each row to the rich ``table`` and as a markdown row to ``md``, print the table, and
+    write ``md`` as the docs section ``section`` (None: print only, for ``--no-write``)."""
+    from rich.console import Console
+
+    for cells in rows:
+        table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
+    Console().print(table)
+    if section is not None:
+        write_section(section, "\n".join(md))

@@ -19,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import load_average, machine_line, write_section  # noqa: E402
+from edgeseg.demo import DemoSettings  # light: its heavy imports are lazy
 
-WARMUP = 30
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import load_average, machine_line, publish  # noqa: E402
+
+WARMUP = DemoSettings().warmup_iters or 0  # the demo's warm-up, which its budget times
 
 
 def step_times(data: Path, out: Path, iters: int) -> list[float]:
@@ -50,7 +52,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.iters < 2 * WARMUP:
         raise SystemExit(f"--iters: expected >= {2 * WARMUP}, got {args.iters}")
-    from rich.console import Console
     from rich.table import Table
 
     from edgeseg.data.synthetic import write_synthetic_cityscapes
@@ -82,14 +83,9 @@ def main() -> None:
           f"the ratio falls below 1. Load average (1/5/15 min) {load_before} before, "
           f"{load_average()} after.\n",
           "| " + " | ".join(cols) + " |", "|---:" * len(cols) + "|"]
-    for k, a, b, later in rows:
-        cells = [str(k)] + [f"{r:.3f} {'PASS' if r <= bound else 'MISS'}" for r in (a, b)]
-        cells.append(f"{later:.3f}")
-        table.add_row(*cells)
-        md.append("| " + " | ".join(cells) + " |")
-    Console().print(table)
-    if not args.no_write:
-        write_section("train_budget", "\n".join(md))
+    cells = ([str(k), *(f"{r:.3f} {'PASS' if r <= bound else 'MISS'}" for r in (a, b)),
+              f"{later:.3f}"] for k, a, b, later in rows)
+    publish(None if args.no_write else "train_budget", table, md, cells)
 
 
 if __name__ == "__main__":

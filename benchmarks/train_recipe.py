@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import machine_line, write_section  # noqa: E402
+from _docs import machine_line, publish  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -72,7 +72,6 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=160, help="synthetic training scenes")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    from rich.console import Console
     from rich.table import Table
 
     from edgeseg.data.synthetic import write_synthetic_cityscapes
@@ -97,14 +96,11 @@ def main() -> None:
           "seconds, evaluation excluded) at each iteration.\n",
           "| variant | " + " | ".join(str(p) for p in points) + " |",
           "|---" * (len(points) + 1) + "|"]
-    for r in runs:
+    def cells(r: dict[str, Any]) -> list[str]:
         at = {it: f"{m:.3f} ({s:.0f} s)" for it, m, s in r["curve"]}
-        cells = [r["variant"]] + [at.get(p, "") for p in points]
-        table.add_row(*cells)
-        md.append("| " + " | ".join(cells) + " |")
-    Console().print(table)
-    if not args.no_write:
-        write_section("train_recipe", "\n".join(md))
+        return [r["variant"]] + [at.get(p, "") for p in points]
+
+    publish(None if args.no_write else "train_recipe", table, md, map(cells, runs))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import load_average, machine_line, write_section  # noqa: E402
+from _docs import load_average, machine_line, publish  # noqa: E402
 
 TARGET = 0.90  # the real pipeline within 10% of pre-loaded tensors
 
@@ -75,7 +75,6 @@ def main() -> None:
     ap.add_argument("--models", default="desanet-hn,desanet-rn")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    from rich.console import Console
     from rich.table import Table
 
     from edgeseg.data.synthetic import write_synthetic_cityscapes
@@ -101,15 +100,9 @@ def main() -> None:
           f"average (1/5/15 min) {load0} before, {load1} after.\n",
           f"| model | real pipeline it/s | pre-loaded it/s | ratio (target >= {TARGET:.2f}) |",
           "|---|---|---|---|"]
-    for r in rows:
-        verdict = "PASS" if r["ratio"] >= TARGET else "MISS"
-        cells = (r["variant"], f"{r['real_it_s']:.3f}", f"{r['preloaded_it_s']:.3f}",
-                 f"{r['ratio']:.3f} {verdict}")
-        table.add_row(*cells)
-        md.append("| " + " | ".join(cells) + " |")
-    Console().print(table)
-    if not args.no_write:
-        write_section("train_speed", "\n".join(md))
+    cells = ((r["variant"], f"{r['real_it_s']:.3f}", f"{r['preloaded_it_s']:.3f}",
+              f"{r['ratio']:.3f} {'PASS' if r['ratio'] >= TARGET else 'MISS'}") for r in rows)
+    publish(None if args.no_write else "train_speed", table, md, cells)
 
 
 if __name__ == "__main__":

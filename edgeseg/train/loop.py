@@ -178,7 +178,8 @@ def build_loader(cfg: TrainConfig, dist: Dist, start_iter: int, device: torch.de
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.data.transforms import build_train_transform
 
-    dataset = dataset or CityscapesDataset(cfg.data, cfg.split)
+    if dataset is None:  # not `or`: that would take len() of the given one
+        dataset = CityscapesDataset(cfg.data, cfg.split)
     transform = build_train_transform(
         cfg.crop, scale=cfg.scale, gridmask=cfg.gridmask,
         jitter=(0.4, 0.4, 0.4, 0.0) if cfg.color_jitter else None,
