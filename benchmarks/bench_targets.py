@@ -90,7 +90,7 @@ def options_worker(variant: str, hw: tuple[int, int], rounds: int, calls: int,
     """One variant, all configurations, interleaved rounds (runs in its own process)."""
     import torch
 
-    from edgeseg.bench.timing import matmul_gflops
+    from edgeseg.bench.peaks import matmul_gflops
     from edgeseg.models.desanet import build_model
     from edgeseg.models.summary import count_gflops
 

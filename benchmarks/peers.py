@@ -12,7 +12,7 @@ Rounds interleave every (model, runtime, threads) configuration and an fp32 matm
 count, so load from other processes hits all of them alike; medians over rounds are reported.
 FPS is network-only (``1000 / mean latency``); efficiency = achieved GFLOP/s (GFLOPs per frame,
 multiply-add = 2, / latency) / the fp32 matmul GFLOP/s of the same round and thread count
-(:func:`edgeseg.bench.timing.matmul_gflops`). GFLOPs and parameters come from
+(:func:`edgeseg.bench.peaks.matmul_gflops`). GFLOPs and parameters come from
 :func:`edgeseg.bench.report.model_cost` (inference graph: no auxiliary heads).
 
 Prints a rich table, ``--json`` on stdout, and writes the ``<!-- peers:start -->`` section of
@@ -104,8 +104,9 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
     """Every (model, runtime, threads) configuration, interleaved rounds; the result dict."""
     import torch
 
+    from edgeseg.bench.peaks import matmul_gflops
     from edgeseg.bench.report import model_cost
-    from edgeseg.bench.timing import matmul_gflops, time_callable
+    from edgeseg.bench.timing import time_callable
     from edgeseg.runtime.onnxruntime_backend import make_session
 
     hw = (a.height, a.width)

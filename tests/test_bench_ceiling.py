@@ -57,7 +57,7 @@ def test_int8_matmul_peak_measures_a_correct_matmul() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.bench.timing import int8_matmul_gops
+    from edgeseg.bench.peaks import int8_matmul_gops
 
     r = int8_matmul_gops(n=128, seconds=0.05, threads=1)
     assert r["gflops"] > 0 and r["dtype"] == "int8" and r["n"] == 128 and r["threads"] == 1

@@ -51,29 +51,29 @@ def measure_concurrency(
     """One row per concurrency: requests, throughput_fps, latency_ms {mean, p50, p90, p99}.
 
     Args:
-        make_call: builds one client's callable (frame -> mask); called once per thread.
+        make_call: builds one client's callable (frame -> mask); called once in each client
+            thread, since clients such as tritonclient.http's may only be used by the thread
+            that made them.
         frames: frames the clients cycle through.
         levels: concurrencies.
-        duration_s, warmup_s: measured window and warm-up per level.
-        max_requests: cap on requests per level, all threads together.
+        duration_s, warmup_s: measured window and warm-up per level. The warm-up is bounded by
+            time alone; the window closes at ``duration_s`` or at the request that reaches
+            ``max_requests``, whichever comes first, and throughput is over the window as run.
+        max_requests: cap on requests counted per level, all threads together.
     """
     if not frames:
         raise EdgesegError("no frames to send")
+    if max_requests < 1:
+        raise EdgesegError(f"max_requests {max_requests}: expected at least 1")
     say = step or (lambda _m: None)
     rows = []
     for c in levels:
         say(f"concurrency {c}")
-        calls = [make_call() for _ in range(c)]
-        try:
-            lat, window = _run_level(calls, frames, warmup_s, duration_s, max_requests)
-        finally:
-            for call in calls:
-                close = getattr(call, "close", None)
-                if callable(close):
-                    close()
+        lat, window = _run_level(make_call, c, frames, warmup_s, duration_s, max_requests)
         rows.append({
             "concurrency": c,
             "requests": len(lat),
+            "window_s": window,
             "throughput_fps": len(lat) / window if window > 0 else 0.0,
             "latency_ms": {
                 "mean": float(np.mean(lat) * 1e3) if lat else float("nan"),
@@ -85,52 +85,88 @@ def measure_concurrency(
     return rows
 
 
+class _Window:
+    """The measured window of one level, shared by its client threads.
+
+    A request counts when it completes inside [start, end]; the one that makes the count reach
+    the cap closes the window there, so a fast server neither spends the cap in the warm-up
+    nor divides its count by a window it did not run.
+    """
+
+    def __init__(self, start: float, duration_s: float, cap: int) -> None:
+        self.start, self.end, self.cap = start, start + duration_s, cap
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()
+
+    def open(self, now: float) -> bool:
+        return now < self.end
+
+    def record(self, t0: float, t1: float) -> None:
+        with self._lock:
+            if not self.start <= t1 <= self.end or len(self.latencies) >= self.cap:
+                return
+            self.latencies.append(t1 - t0)
+            if len(self.latencies) >= self.cap:
+                self.end = t1
+
+    def length(self) -> float:
+        return self.end - self.start
+
+
 def _run_level(
-    calls: list[Call], frames: Sequence[np.ndarray], warmup_s: float, duration_s: float,
-    max_requests: int,
+    make_call: Callable[[], Call], c: int, frames: Sequence[np.ndarray], warmup_s: float,
+    duration_s: float, max_requests: int,
 ) -> tuple[list[float], float]:
     """Latencies (s) of the requests completed inside the window, and the window's length."""
-    c = len(calls)
-    latencies: list[list[float]] = [[] for _ in range(c)]
     errors: list[BaseException] = []
-    sent = [0]
-    lock = threading.Lock()
-    go = threading.Event()
-    times = {"warm": 0.0, "end": 0.0}
+    box: dict[str, _Window] = {}
+
+    def start_clock() -> None:  # run once every client is built (connections open)
+        box["window"] = _Window(time.perf_counter() + warmup_s, duration_s, max_requests)
+
+    ready = threading.Barrier(c + 1, action=start_clock)
 
     def client(k: int) -> None:
-        call, i = calls[k], k
-        go.wait()
+        call: Call | None = None
         try:
-            while True:
-                with lock:
-                    if sent[0] >= max_requests:
-                        return
-                    sent[0] += 1
+            call = make_call()
+        except BaseException as e:  # noqa: BLE001 - reported after the threads join
+            errors.append(e)
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            return
+        try:
+            window, i = box["window"], k
+            while call is not None and not errors:
                 t0 = time.perf_counter()
-                if t0 >= times["end"]:
+                if not window.open(t0):
                     return
                 call(frames[i % len(frames)])
-                t1 = time.perf_counter()
                 # Completions inside the window count (whenever they started): on a slow
                 # server a request can outlast the warm-up.
-                if times["warm"] <= t1 <= times["end"]:
-                    latencies[k].append(t1 - t0)
+                window.record(t0, time.perf_counter())
                 i += 1
         except BaseException as e:  # noqa: BLE001 - reported after the threads join
             errors.append(e)
+        finally:
+            close = getattr(call, "close", None)
+            if callable(close):
+                close()
 
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(c)]
     for t in threads:
         t.start()
-    times["warm"] = time.perf_counter() + warmup_s
-    times["end"] = times["warm"] + duration_s
-    go.set()
+    try:
+        ready.wait(timeout=120.0)
+    except threading.BrokenBarrierError:
+        errors.append(TimeoutError("the clients were not ready within 120 s"))
     for t in threads:
         t.join(warmup_s + duration_s + 120.0)
     if errors:
         raise EdgesegError(f"concurrency {c}: a client failed: {errors[0]}")
-    return [v for per in latencies for v in per], duration_s
+    window = box["window"]
+    return list(window.latencies), window.length()
 
 
 def bench_triton(

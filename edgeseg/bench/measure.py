@@ -247,7 +247,7 @@ def _measure(
     :func:`~edgeseg.bench.report._finish`."""
     from edgeseg.bench.memory import memory_report, reset_cuda_peak
     from edgeseg.bench.power import auto_sampler, clock_warning, jetson_clock_state
-    from edgeseg.bench.timing import int8_matmul_gops, matmul_gflops
+    from edgeseg.bench.peaks import fp32_peak, int8_matmul_gops, matmul_gflops
 
     w_s = warmup_s if warmup_s is not None else (prof.bench.warmup_s if prof else _DEFAULT_WARMUP_S)
     if iters is None and duration_s is None:
@@ -265,7 +265,7 @@ def _measure(
         say("measuring copy bandwidth")
         measured["dram"] = measure_dram_gbs(seconds=reference_s)
     say("measuring the fp32 matmul rate")
-    mm_before = {d: matmul_gflops(seconds=reference_s, device=d) for d in devices}
+    mm_before = {d: fp32_peak(seconds=reference_s, device=d) for d in devices}
     int8_peak = needs_int8_peak(prof, [run.config for run in runs], cuda)
     if int8_peak:
         say("measuring the int8 matmul rate")
@@ -290,7 +290,7 @@ def _measure(
     memory = memory_report(jetson=_is_jetson(prof))
     memory["rss"]["peak_reset_before_timing"] = peak_reset
     for d in devices:  # the better of before and after: noise only lowers the efficiency
-        after = matmul_gflops(seconds=reference_s, device=d)
+        after = fp32_peak(seconds=reference_s, device=d)
         best = max((mm_before[d], after), key=lambda m: m["gflops"])
         measured["matmul"][d] = {**best, "runs_gflops": [mm_before[d]["gflops"], after["gflops"]]}
     if int8_peak:
@@ -373,8 +373,8 @@ def _fill_timing(
         clocks=clocks,
         achieved_gflops_per_s=achieved,
         matmul_gflops=mm["gflops"],
-        matmul={k: mm[k] for k in ("gflops", "runs_gflops", "backend", "device", "dtype", "n",
-                                    "threads")},
+        matmul={k: mm.get(k) for k in ("gflops", "runs_gflops", "backend", "candidates",
+                                        "device", "dtype", "n", "threads")},
         efficiency=_efficiency(run, cost["gflops"]),
         efficiency_reference=_reference_info(run),
         backend_info=run.seg.describe(),

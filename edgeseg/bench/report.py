@@ -27,9 +27,10 @@ are the no-timing parts (``--cost-only``). Conventions:
   the convolutions' weights at the same precision (BatchNorm folds into them on export).
 * **Roofline**: the profile's dense peak at the precision and its DRAM bandwidth give
   ``latency_floor_ms = max(gflops / peak, dram_mb / bandwidth)``; where the profile leaves a
-  figure null (x86-cpu) it is measured here (torch fp32 matmul, large-tensor copy bandwidth).
+  figure null (x86-cpu) it is measured here (the faster of torch's and onnxruntime's fp32
+  matmul, :func:`~edgeseg.bench.peaks.fp32_peak`; large-tensor copy bandwidth).
 * **Efficiency** = per round, achieved GFLOP/s (``gflops`` / the round's mean latency) / an
-  fp32 matmul GFLOP/s (:func:`~edgeseg.bench.timing.matmul_gflops`) measured in this process
+  fp32 torch matmul GFLOP/s (:func:`~edgeseg.bench.peaks.matmul_gflops`) measured in this process
   right before that round, with the configuration's threads, on the backend's device; the
   median over rounds. ``efficiency_reference`` holds the per-round matmul rates and 1-minute
   load averages and ``reliable`` (false when the load exceeded the usable cores: then the model
@@ -276,7 +277,7 @@ def _bench_configs(
     duration_s: float | None, iters: int | None, samples: bool, reference_s: float,
     notes: list[str], note: Callable[[str], None], say: Step, *, device: Any,
 ) -> dict[str, Any]:
-    from edgeseg.bench.timing import matmul_gflops
+    from edgeseg.bench.peaks import fp32_peak
 
     say("counting GFLOPs and CIO")
     costs: dict[Any, Any] = {}
@@ -290,13 +291,13 @@ def _bench_configs(
     if cost_only:
         if need_mm:
             say("measuring the fp32 matmul rate")
-            measured["matmul"] = {d: matmul_gflops(seconds=2 * reference_s, device=d)
+            measured["matmul"] = {d: fp32_peak(seconds=2 * reference_s, device=d)
                                   for d in devices}
         if need_bw:
             say("measuring copy bandwidth")
             measured["dram"] = measure_dram_gbs(seconds=reference_s)
         if needs_int8_peak(prof, configs, cuda, cost_only=True):
-            from edgeseg.bench.timing import int8_matmul_gops
+            from edgeseg.bench.peaks import int8_matmul_gops
 
             say("measuring the int8 matmul rate")
             measured["matmul_int8"] = {
