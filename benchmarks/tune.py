@@ -62,7 +62,8 @@ def main() -> None:
     from edgeseg.data.synthetic import write_synthetic_cityscapes
     from edgeseg.sizes import parse_hw
     from edgeseg.tune.space import size_ladder
-    from edgeseg.tune.tune import parse_budget, tune
+    from edgeseg.durations import parse_duration
+    from edgeseg.tune.tune import tune
 
     console = Console()
     h, w = parse_hw(args.size, "--size", minimum=64)
@@ -108,7 +109,7 @@ def main() -> None:
     sizes = ",".join(f"{a}x{b}" for a, b in size_ladder(h, w))
     t1 = time.perf_counter()
     report = tune(weights=weights, profile="x86-cpu", target_fps=target, data=root,
-                  max_miou_drop=MAX_DROP, budget_s=parse_budget(args.budget),
+                  max_miou_drop=MAX_DROP, budget_s=parse_duration(args.budget),
                   space=f"size={sizes}", out=work / "tuned.yaml", eval_images=args.eval_images,
                   calib_images=16, duration_s=args.duration_s, warmup_s=0.3,
                   step=lambda m: console.print(f"  {m}"))

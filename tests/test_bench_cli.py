@@ -117,7 +117,7 @@ def test_torch_random_init_report() -> None:
 
 def test_onnxruntime_cli_json_out_and_plots(rn_onnx: Path, tmp_path: Path) -> None:
     out, plots = tmp_path / "bench.json", tmp_path / "plots"
-    r = _json(_cli("--onnx", str(rn_onnx), *FAST, "--threads", "1", "--json",
+    r = _json(_cli("--model", str(rn_onnx), *FAST, "--threads", "1", "--json",
                    "--out", str(out), "--plot", str(plots)))
     _check_timed(r, "onnxruntime")
     assert r["threads"]["onnxruntime_intra_op"] == 1 and r["threads"]["requested"] == 1
@@ -181,7 +181,7 @@ def test_cost_only_cpu_profile_uses_measured_peaks() -> None:
 
 def test_compare_torch_onnxruntime_and_int8(rn_onnx: Path) -> None:
     pytest.importorskip("edgeseg.deploy.quantize")
-    r = _json(_cli("--onnx", str(rn_onnx), *FAST, "--json",
+    r = _json(_cli("--model", str(rn_onnx), *FAST, "--json",
                    "--compare", "torch:fp32,onnxruntime:fp32,onnxruntime:int8"))
     configs = r["configs"]
     assert [c["config"] for c in configs] == [
@@ -248,12 +248,14 @@ def test_overhead_machinery_is_cheap() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "no model: give --weights"),
-        (["--weights", "{tmp}/missing.pt"], "checkpoint not found"),
-        (["--onnx", "{tmp}/missing.onnx"], "ONNX file not found"),
+        ([], "no model: give --model"),
+        (["--model", "{tmp}/missing.pt"], "checkpoint not found"),
+        (["--model", "{tmp}/missing.onnx"], "ONNX file not found"),
         (["--random-init", "--model", "desanet-rn", "--backend", "tflite"], "--backend: expected"),
         (["--random-init", "--model", "desanet-rn", "--precision", "fp64"], "--precision"),
         (["--random-init"], "--random-init needs --model"),
+        (["--model", "desanet-rn"], "is a variant, not a trained model"),
+        (["--weights", "{tmp}/a.pt", "--model", "desanet-rn", "--random-init"], "give one model"),
         (["--random-init", "--model", "nope"], "unknown model 'nope'"),
         (["--random-init", "--model", "desanet-rn", "--iters", "3", "--duration-s", "1"],
          "not both"),
@@ -263,7 +265,7 @@ def test_overhead_machinery_is_cheap() -> None:
          "unknown profile"),
         (["--random-init", "--model", "desanet-rn", "--precision", "int8", "--iters", "1"],
          "torch runs fp32"),
-        (["--engine", "{tmp}/model.engine"], "TensorRT is not available"),
+        (["--model", "{tmp}/model.engine"], "TensorRT is not available"),
         (["--random-init", "--model", "desanet-rn", "--backend", "tensorrt"],
          "TensorRT is not available"),
     ],

@@ -77,7 +77,7 @@ def checkpoint_for(variant: str) -> Path:
 def exported(variant: str, dcn: str) -> tuple[Path, dict[str, Any]]:
     """(path, --json report) of `edgeseg export` of ``variant`` in ``dcn`` mode at 128x256."""
     out = _workdir() / f"{variant}-{dcn}.onnx"
-    args = ["--weights", str(checkpoint_for(variant)), "--dcn", dcn, "--out", str(out), "--json"]
+    args = ["--model", str(checkpoint_for(variant)), "--dcn", dcn, "--out", str(out), "--json"]
     if (variant, dcn) == ARGMAX:  # and a profile, whose 512x1024 the flags override
         args += ["--argmax", "--profile", "x86-cpu", "--height", str(HW[0]), "--width", str(HW[1])]
     if (variant, dcn) == DYNAMIC:
@@ -304,11 +304,12 @@ def test_cli_table_lists_the_export() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "onnx"], "no model: give --weights"),
-        (["--weights", "{tmp}/missing.pt"], "checkpoint not found"),
+        (["--format", "onnx"], "no model: give --model"),
+        (["--model", "{tmp}/missing.pt"], "checkpoint not found"),
         (["--random-init", "--model", "desanet-hn", "--format", "tflite"], "--format: expected"),
         (["--random-init"], "--random-init needs --model"),
-        (["--weights", "{tmp}/missing.pt", "--random-init", "--model", "desanet-hn"], "either"),
+        (["--weights", "{tmp}/missing.pt", "--random-init", "--model", "desanet-hn"],
+         "give one model"),
         (["--random-init", "--model", "desanet-hn", "--dcn", "v2"], "--dcn: expected"),
         (["--random-init", "--model", "desanet-hn", "--precision", "int8"], "calibrate"),
         (["--random-init", "--model", "desanet-hn", "--format", "engine"], "TensorRT is not"),
@@ -318,7 +319,7 @@ def test_cli_table_lists_the_export() -> None:
          "unknown profile"),
         (["--random-init", "--model", "desanet-hn", "--format", "engine", "--out", "{tmp}/m.onnx"],
          "--format engine writes a file ending in .engine"),
-        (["--onnx", "{tmp}/missing.onnx", "--format", "engine"], "ONNX file not found"),
+        (["--model", "{tmp}/missing.onnx", "--format", "engine"], "ONNX file not found"),
         (["--calibration-cache", "{tmp}/calibration.cache", "--format", "engine"],
          "calibration cache not found"),
         (["--random-init", "--model", "desanet-hn", "--format", "engine", "--precision", "int8",

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "edgeseg"
 # Lowest first. A unit is a subpackage of edgeseg or a module directly under it. A unit may
 # import units of its own layer or below; the same-layer imports must not form a cycle.
 LAYERS: list[tuple[str, ...]] = [
-    ("edgeseg", "errors", "sizes", "_callable", "atomic"),
+    ("edgeseg", "errors", "sizes", "durations", "precision", "_callable", "atomic"),
     ("models", "data", "profiles"),
     ("artifacts",),
     ("runtime",),

@@ -391,12 +391,12 @@ def test_cli_bag_to_mcap(checkpoint: Path, tmp_path: Path, seg: Any) -> None:
     src = tmp_path / "in_bag"
     inputs = write_bag(src, "sqlite3")
     out = tmp_path / "out.mcap"
-    r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source",
+    r = CliRunner().invoke(app, ["run", "--model", str(checkpoint), "--source",
                                  f"{src}?topic={TOPIC}", "--sink", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["frames"] == N
     check_outputs(out, seg, inputs)
-    r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source",
+    r = CliRunner().invoke(app, ["run", "--model", str(checkpoint), "--source",
                                  f"{src}?topic=/nope", "--sink", str(tmp_path / "x.mcap")])
     assert r.exit_code == 2 and r.output.startswith("error:") and "/camera/image_raw" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x.mcap").exists()

@@ -257,7 +257,7 @@ def test_eval_cli_json_and_save_pred(trained_checkpoint, trained_run, tmp_path: 
     ckpt, root = trained_checkpoint
     preds = tmp_path / "preds"
     proc = subprocess.run(
-        [str(VENV_BIN / "edgeseg"), "eval", "--weights", str(ckpt), "--data", str(root),
+        [str(VENV_BIN / "edgeseg"), "eval", "--model", str(ckpt), "--data", str(root),
          "--json", "--save-pred", str(preds)], capture_output=True, env={**os.environ, "CI": "true"},
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]

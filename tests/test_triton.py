@@ -432,6 +432,6 @@ def test_run_cli_through_the_server(server, local, tmp_path):
     assert len(written) == 2, sorted(out.rglob("*"))
     for f, path in zip(frames()[:2], written):
         assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), local(f))
-    bad = CliRunner().invoke(app, ["run", "--backend", "triton", "--onnx", "x.onnx",
+    bad = CliRunner().invoke(app, ["run", "--backend", "triton", "--model", "x.onnx",
                                    "--source", str(src)])
     assert bad.exit_code == 2 and "--backend triton" in bad.output

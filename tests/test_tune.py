@@ -133,17 +133,17 @@ def test_space_errors(spec: str, message: str) -> None:
 @pytest.mark.parametrize("text, seconds", [("15m", 900.0), ("90s", 90.0), ("1h30m", 5400.0),
                                            ("2.5", 2.5)])
 def test_parse_budget(text: str, seconds: float) -> None:
-    from edgeseg.tune.tune import parse_budget
+    from edgeseg.durations import parse_duration  # the one parser of every --time-budget
 
-    assert parse_budget(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["soon", "0", "5x", ""])
 def test_parse_budget_errors(text: str) -> None:
-    from edgeseg.tune.tune import parse_budget
+    from edgeseg.durations import parse_duration
 
-    with pytest.raises(EdgesegError, match="--budget"):
-        parse_budget(text)
+    with pytest.raises(EdgesegError, match="--time-budget"):
+        parse_duration(text)
 
 
 def test_cpu_peak_from_cpuinfo(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_pick_re_measured_meets_the_target(second: dict[str, Any]) -> None:
     assert pick["miou_drop"] == min(r["miou_drop"] for r in faster)  # labels: mIoU ranks
     files = second["files"]
     c = second["pick_config"]
-    r = _cli("bench", "--onnx", files["onnx"], "--profile", files["profile"], "--threads",
+    r = _cli("bench", "--model", files["onnx"], "--profile", files["profile"], "--threads",
              str(c["threads"]), "--duration-s", "1", "--warmup-s", "0.2", "--json")
     assert r.exit_code == 0, r.output
     bench = json.loads(r.stdout)
@@ -293,7 +293,7 @@ def test_unreachable_target_gives_the_fastest(first: dict[str, Any], inputs: tup
 
     ckpt, root = inputs
     target = 1e7
-    r = _cli("tune", "--weights", str(ckpt), "--profile", "x86-cpu", "--target-fps", str(target),
+    r = _cli("tune", "--model", str(ckpt), "--profile", "x86-cpu", "--target-fps", str(target),
              "--data", str(root), "--space", SPACE, "--out", first["files"]["profile"],
              "--eval-images", "3", "--calib-images", "4", "--duration-s", "0.3",
              "--warmup-s", "0.05", "--json")
@@ -336,7 +336,7 @@ def test_pruned_ceilings_are_below_the_target(first: dict[str, Any],
 
 def test_unknown_space_key_is_one_line_exit_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     ckpt, _root = inputs
-    r = _cli("tune", "--weights", str(ckpt), "--profile", "x86-cpu", "--target-fps", "10",
+    r = _cli("tune", "--model", str(ckpt), "--profile", "x86-cpu", "--target-fps", "10",
              "--space", "colour=red", "--out", str(tmp_path / "t.yaml"))
     assert r.exit_code == 2
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
@@ -347,11 +347,11 @@ def test_unknown_space_key_is_one_line_exit_2(inputs: tuple[Path, Path], tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["--target-fps", "0"], "--target-fps must be > 0"),
     (["--target-fps", "5", "--max-miou-drop", "1"], "needs labels"),
-    (["--target-fps", "5", "--budget", "soon"], "--budget"),
+    (["--target-fps", "5", "--time-budget", "soon"], "--time-budget"),
 ])
 def test_errors_are_one_line(inputs: tuple[Path, Path], tmp_path: Path, args: list[str],
                              message: str) -> None:
     ckpt, _root = inputs
-    r = _cli("tune", "--weights", str(ckpt), "--out", str(tmp_path / "t.yaml"), *args)
+    r = _cli("tune", "--model", str(ckpt), "--out", str(tmp_path / "t.yaml"), *args)
     assert r.exit_code == 2, r.output
     assert message in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -501,7 +501,7 @@ def cli(*args: str) -> Any:
 def test_cli_video_file_plus_http_sink(checkpoint: Path, tmp_path: Path) -> None:
     video = clip(tmp_path / "in.avi", 6)
     out = tmp_path / "out.avi"
-    r = cli("--weights", str(checkpoint), "--source", str(video), "--sink", str(out),
+    r = cli("--model", str(checkpoint), "--source", str(video), "--sink", str(out),
             "--sink", "http://127.0.0.1:0/live", "--web-token", TOKEN, "--max-clients", "2",
             "--jpeg-quality", "60", "--stream-fps", "5", "--json")
     assert r.exit_code == 0, r.output
@@ -522,7 +522,7 @@ def test_cli_video_file_plus_http_sink(checkpoint: Path, tmp_path: Path) -> None
 def test_cli_web_errors_are_one_line(checkpoint: Path, tmp_path: Path, args: list[str],
                                      msg: str) -> None:
     video = clip(tmp_path / "in.avi", 2)
-    r = cli("--weights", str(checkpoint), "--source", str(video), *args)
+    r = cli("--model", str(checkpoint), "--source", str(video), *args)
     assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
 
 
@@ -530,7 +530,7 @@ def test_cli_several_sources_batched(checkpoint: Path, tmp_path: Path) -> None:
     a, b = clip(tmp_path / "a.avi", 5), clip(tmp_path / "b.avi", 4, offset=3)
     streams = tmp_path / "cams.streams"
     streams.write_text(f"# two cameras\n{b}\n")
-    r = cli("--weights", str(checkpoint), "--source", str(a), "--source", str(streams),
+    r = cli("--model", str(checkpoint), "--source", str(a), "--source", str(streams),
             "--sink", str(tmp_path / "{name}_out.avi"), "--sink", str(tmp_path / "mosaic.avi"),
             "--json")
     assert r.exit_code == 0, r.output
@@ -560,7 +560,7 @@ def test_sigterm_shuts_down_cleanly(checkpoint: Path, tmp_path: Path) -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeseg", "run", "--weights", str(checkpoint), "--source",
+        [sys.executable, "-m", "edgeseg", "run", "--model", str(checkpoint), "--source",
          str(video), "--sink", str(out), "--sink", f"http://127.0.0.1:{port}", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:

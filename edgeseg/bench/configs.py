@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgeseg.errors import EdgesegError
+from edgeseg.precision import PRECISIONS
 from edgeseg.sizes import parse_hw
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
 ]
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_HW = (512, 1024)
 
 Step = Callable[[str], None]

@@ -195,6 +195,24 @@ class PowerSampler(ABC):
             self._close()
         self.result = self._summarise(duration)
 
+    def latest(self) -> dict[str, Any]:
+        """The newest reading while sampling (a live view such as the web page):
+        ``{"available": True, "source", "watts"}``, or ``{"available": False, "reason"}``.
+        A counter source gives the mean power of its last interval."""
+        if self._reason is not None:
+            return {"available": False, "reason": self._reason}
+        with self._lock:
+            raw = list(self._raw[-2:])
+        if not raw:
+            return {"available": False, "reason": f"{self.name}: no reading yet"}
+        if self.counter:
+            if len(raw) < 2 or raw[1][0] <= raw[0][0]:
+                return {"available": False, "reason": f"{self.name}: one reading so far"}
+            watts = (raw[1][1] - raw[0][1]) / (raw[1][0] - raw[0][0])
+        else:
+            watts = raw[-1][1]
+        return {"available": True, "source": self.name, "watts": float(watts)}
+
     def _summarise(self, window_s: float) -> PowerResult:
         with self._lock:
             raw = list(self._raw)

@@ -100,6 +100,7 @@ from edgeseg.bench.sources import (
     synthetic_frame,
 )
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw_from_flags
 
 __all__ = [
     "BACKENDS",
@@ -127,9 +128,9 @@ def run_bench(
     onnx: str | Path | None = None,
     engine: str | Path | None = None,
     random_init: bool = False,
-    model: str | None = None,
+    model: str | Path | None = None,
     backend: str | None = None,
-    profile: str | None = None,
+    profile: Any = None,
     precision: str | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -152,8 +153,9 @@ def run_bench(
 ) -> dict[str, Any]:
     """Benchmark a model; the library entry of `edgeseg bench`.
 
-    Exactly one model source: ``weights`` (checkpoint), ``onnx``, ``engine`` or
-    ``random_init`` with ``model``. ``compare`` (``"torch:fp32,onnxruntime:int8@256x512"``)
+    Exactly one model (:func:`~edgeseg.artifacts.resolve.resolve_model`): ``model`` (a
+    checkpoint, ONNX or engine path, or a variant name with ``random_init``), or the legacy
+    ``weights`` (checkpoint) / ``onnx`` / ``engine`` keywords. ``compare`` (``"torch:fp32,onnxruntime:int8@256x512"``)
     measures several configurations; otherwise one: ``backend`` (default: the artifact's own)
     at ``precision``. Timing is split into ``rounds`` interleaved rounds (default 3).
 
@@ -161,7 +163,7 @@ def run_bench(
     explicitly given profile's deploy size, else the checkpoint's, else 512x1024. Precision =
     ``precision``, else the ONNX/engine's, else (``cost_only`` with an explicit profile) the
     profile's deploy precision, else fp32. Warm-up and duration from the profile's ``bench``
-    section (``iters`` replaces the duration). ``profile`` None = auto-detect.
+    section (``iters`` replaces the duration). ``profile``: a name, path or loaded Profile (read once); None = auto-detect.
 
     Returns a JSON-able dict (see the module docstring); one configuration gives a flat dict
     with ``backend``, ``precision``, ``input_hw``, ``latency_ms``, ``fps``, ``e2e_fps``,
@@ -196,9 +198,8 @@ def run_bench(
         raise EdgesegError(f"--warmup-s must be >= 0, got {warmup_s}")
     if threads is not None and threads < 1:
         raise EdgesegError(f"--threads must be >= 1, got {threads}")
-    if (height is None) != (width is None):
-        raise EdgesegError("give --height and --width together")
-    if height is not None and width is not None and (height < 32 or width < 32):
+    size = hw_from_flags(height, width)
+    if size is not None and (height < 32 or width < 32):  # type: ignore[operator]
         raise EdgesegError(f"input size {height}x{width} is too small (at least 32x32)")
     if dcn not in ("native", "portable"):
         raise EdgesegError(f"dcn: expected native or portable, got '{dcn}'")
@@ -219,8 +220,8 @@ def run_bench(
         require_tensorrt()  # MissingDependencyError: one line, before any model loads
 
     source = _resolve_source(
-        Path(weights) if weights else None, Path(onnx) if onnx else None,
-        Path(engine) if engine else None, random_init, model, say, cost_only,
+        model, Path(weights) if weights else None, Path(onnx) if onnx else None,
+        Path(engine) if engine else None, random_init, say, cost_only,
     )
     prof = _resolve_profile(profile, note)
 
@@ -228,8 +229,8 @@ def run_bench(
     fixed_hw = tuple(source.meta.input_hw) if source.kind in ("onnx", "engine") else None
     if fixed_hw is not None and source.kind == "onnx" and source.meta.extra.get("dynamic"):
         fixed_hw = None
-    if height is not None and width is not None:
-        hw: tuple[int, int] = (height, width)
+    if size is not None:
+        hw: tuple[int, int] = size
     elif fixed_hw is not None:
         hw = (int(fixed_hw[0]), int(fixed_hw[1]))
     elif profile is not None and prof is not None:

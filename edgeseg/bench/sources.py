@@ -1,6 +1,6 @@
 """Where the benchmarked model comes from, and the segmenters that run it.
 
-:func:`_resolve_source` turns ``--weights`` / ``--onnx`` / ``--engine`` / ``--random-init`` into
+:func:`_resolve_source` turns ``--model`` (or the legacy ``--weights`` / ``--onnx`` / ``--engine``) into
 a :class:`_Source`; :class:`_Artifacts` exports the ONNX files a configuration needs during the
 run (and quantizes INT8 ones, :func:`_quantize`, on :data:`INT8_CALIBRATION_FRAMES` synthetic
 street scenes); :func:`_open_segmenter` opens one configuration's backend.
@@ -71,45 +71,31 @@ class _Source:
 
 
 def _resolve_source(
-    weights: Path | None, onnx: Path | None, engine: Path | None,
-    random_init: bool, model: str | None, step: Step, cost_only: bool = False,
+    model: str | Path | None, weights: Path | None, onnx: Path | None, engine: Path | None,
+    random_init: bool, step: Step, cost_only: bool = False,
 ) -> _Source:
     from edgeseg.artifacts.meta import ModelMeta
+    from edgeseg.artifacts.resolve import resolve_model
 
-    given = [n for n, v in (("--weights", weights), ("--onnx", onnx), ("--engine", engine)) if v]
-    if random_init:
-        given.append("--random-init")
-    if not given:
-        raise EdgesegError(
-            "no model: give --weights CKPT, --onnx FILE, --engine FILE, or --random-init "
-            "--model VARIANT"
-        )
-    if len(given) > 1:
-        raise EdgesegError(f"give one model source, not {' and '.join(given)}")
-    if model is not None and not random_init:
-        raise EdgesegError("--model goes with --random-init; artifacts name their own variant")
-    if random_init:
-        if model is None:
-            raise EdgesegError("--random-init needs --model (desanet-hn or desanet-rn)")
+    ref = resolve_model(model, weights=weights, onnx=onnx, engine=engine,
+                        random_init=random_init, command="bench",
+                        accepts=("checkpoint", "onnx", "engine", "variant"))
+    assert ref is not None
+    if ref.kind == "variant":
         from edgeseg.artifacts.checkpoint import default_meta
-        from edgeseg.models.desanet import VARIANTS, build_model
+        from edgeseg.models.desanet import build_model
 
-        if model not in VARIANTS:
-            raise EdgesegError(f"unknown model '{model}': expected one of {', '.join(VARIANTS)}")
-        step(f"building an untrained {model}")
-        return _Source("random", None, default_meta(model, DEFAULT_HW),
-                       build_model(model, aux=False).eval())
-    path = Path(weights or onnx or engine)  # type: ignore[arg-type]
-    what = {"--weights": "checkpoint", "--onnx": "ONNX file", "--engine": "engine"}[given[0]]
-    if not path.is_file():
-        raise EdgesegError(f"{what} not found: {path}")
-    if weights is not None:
+        step(f"building an untrained {ref.variant}")
+        return _Source("random", None, default_meta(str(ref.variant), DEFAULT_HW),
+                       build_model(str(ref.variant), aux=False).eval())
+    path = Path(str(ref.path))
+    if ref.kind == "checkpoint":
         from edgeseg.artifacts.checkpoint import load_model
 
         step(f"loading {path.name}")
         loaded, ckpt_meta = load_model(path)
         return _Source("checkpoint", path, ckpt_meta, loaded)
-    if onnx is not None:
+    if ref.kind == "onnx":
         from edgeseg.artifacts.files import read_onnx_metadata
 
         return _Source("onnx", path, read_onnx_metadata(path))
@@ -155,7 +141,7 @@ class _Artifacts:
         if tuple(src.meta.input_hw) != hw and not dynamic:
             raise EdgesegError(
                 f"{src.path.name} is fixed at {src.meta.input_hw[0]}x{src.meta.input_hw[1]}; "
-                f"to bench {hw[0]}x{hw[1]} give --weights or --random-init (exported here), or "
+                f"to bench {hw[0]}x{hw[1]} give a checkpoint --model or --random-init (exported here), or "
                 "export the ONNX with --dynamic"
             )
         return src.path
@@ -174,7 +160,7 @@ class _Artifacts:
             if self.source.kind in ("onnx", "engine"):
                 raise EdgesegError(
                     f"onnxruntime {precision} at {hw[0]}x{hw[1]} needs an ONNX of that precision "
-                    f"and size; {self.source.path} is not one: give --weights or --random-init "
+                    f"and size; {self.source.path} is not one: give a checkpoint --model or --random-init "
                     "to export it here"
                 )
             from edgeseg.deploy.onnx import export_onnx

@@ -82,6 +82,31 @@ TritonTokenOpt = typer.Option(
 )
 
 
+# One model argument for every command (:mod:`edgeseg.artifacts.resolve` dispatches it).
+MODEL_HELP = ("Checkpoint (.pt), ONNX (.onnx), TensorRT engine (.engine/.plan), "
+              "triton://HOST:PORT/NAME, or a variant name (desanet-hn, desanet-rn) with "
+              "--random-init.")
+
+
+def model_option(help: str = MODEL_HELP) -> Any:
+    return typer.Option(None, "--model", "-m", help=help)
+
+
+# The flags --model replaced: hidden, still working, each prints one deprecation line.
+WeightsAlias = typer.Option(None, "--weights", "-w", hidden=True)
+OnnxAlias = typer.Option(None, "--onnx", hidden=True)
+EngineAlias = typer.Option(None, "--engine", hidden=True)
+
+
+def deprecated(replacement: str, **given: Any) -> None:
+    """One ``warning:`` line for each old flag given (``weights=...`` is ``--weights``)."""
+    for name, value in given.items():
+        if value is not None and value is not False:
+            flag = "--" + name.replace("_", "-")
+            console.print(f"[yellow]warning:[/] {flag} is deprecated: use {replacement}",
+                          soft_wrap=True, highlight=False)
+
+
 def command(
     name: str | None = None, *, on: typer.Typer | None = None, **kwargs: Any
 ) -> Callable[[F], F]:

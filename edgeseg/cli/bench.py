@@ -14,15 +14,21 @@ from typing import Any
 import typer
 
 from edgeseg.cli._util import (
+    EngineAlias,
     JsonOpt,
+    OnnxAlias,
     TritonModelOpt,
     TritonTokenOpt,
     TritonUrlOpt,
+    WeightsAlias,
     command,
     console,
+    deprecated,
     emit_json,
+    model_option,
     progress,
 )
+from edgeseg.artifacts.resolve import triton_endpoint
 from edgeseg.errors import EdgesegError
 from edgeseg.sizes import parse_hw
 
@@ -31,7 +37,7 @@ __all__ = ["bench_cli"]
 COMPARE_HELP = (
     "Several configurations in one interleaved run and one table: comma list of "
     "backend[:precision][@HxW], e.g. torch:fp32,onnxruntime:fp32,onnxruntime:int8@256x512. "
-    "onnxruntime ONNX files are exported here from --weights/--random-init when needed; int8 "
+    "onnxruntime ONNX files are exported here from a checkpoint or --random-init when needed; int8 "
     "uses --onnx-int8 or is quantized here from synthetic frames."
 )
 
@@ -39,14 +45,13 @@ COMPARE_HELP = (
 @command("bench", help="Benchmark latency (p50..p99, CI), FPS per stage, memory, power, GFLOPs, "
          "CIO and the roofline of a model; --compare puts configurations side by side.")
 def bench_cli(
-    weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pt)."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model (onnxruntime)."),
-    engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    model: str | None = model_option(),
+    weights: Path | None = WeightsAlias,
+    onnx: Path | None = OnnxAlias,
+    engine: Path | None = EngineAlias,
     random_init: bool = typer.Option(
-        False, "--random-init", help="An untrained network (with --model): speed and cost only."
-    ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Variant for --random-init: desanet-hn or desanet-rn."
+        False, "--random-init", help="An untrained network of the --model variant: speed and "
+        "cost only."
     ),
     backend: str | None = typer.Option(
         None, "--backend", "-b",
@@ -109,7 +114,14 @@ def bench_cli(
 ) -> None:
     from edgeseg.bench.report import run_bench, strip_samples
 
+    deprecated("--model", weights=weights, onnx=onnx, engine=engine)
+    remote = triton_endpoint(model, url, triton_model)
+    if remote is not None:
+        url, triton_model, model = remote[0], remote[1], None
     if backend == "triton" or concurrency is not None or url is not None:
+        if model is not None or weights or onnx or engine or random_init:
+            raise EdgesegError("--backend triton benchmarks the server's model: leave out the "
+                               "local --model (or give --model triton://HOST:PORT/NAME)")
         _bench_triton(url=url, backend=backend, model=triton_model, concurrency=concurrency,
                       token=token, frame_size=frame_size, duration_s=duration_s,
                       warmup_s=warmup_s, iters=iters, out=out, json_=json_)
@@ -175,10 +187,9 @@ def _bench_triton(
             max_requests=iters or 100_000, token=token, step=lambda msg: bar(1, msg),
         )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(out)
+        from edgeseg.atomic import atomic_write_text
+
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     if json_:
         emit_json(report)
         return

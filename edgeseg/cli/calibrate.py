@@ -9,7 +9,18 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    OnnxAlias,
+    WeightsAlias,
+    command,
+    console,
+    deprecated,
+    emit_json,
+    model_option,
+    progress,
+)
+from edgeseg.errors import EdgesegError
 
 IMAGES_HELP = (
     "Calibration frames: a folder (recursive), a quoted glob, a manifest file (or a folder "
@@ -20,15 +31,20 @@ IMAGES_HELP = (
 
 @command("calibrate", help="INT8 calibration: Q/DQ ONNX + TensorRT cache; FP32 vs INT8 report.")
 def calibrate_cli(
-    weights: Path | None = typer.Option(None, "--weights", help="Checkpoint to export and calibrate."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="FP32 ONNX from `edgeseg export`."),
+    model: str | None = model_option(
+        "Checkpoint (.pt) to export and calibrate, or an FP32 ONNX from `edgeseg export`."),
+    weights: Path | None = WeightsAlias,
+    onnx: Path | None = OnnxAlias,
     profile: str = typer.Option(
-        "auto", "--profile", help="Device profile: backend picks the INT8 format, size the export."
+        "auto", "--profile", "-p",
+        help="Device profile: backend picks the INT8 format, size the export.",
     ),
     images: str = typer.Option(..., "--images", help=IMAGES_HELP),
-    num: int | None = typer.Option(
-        None, "--num", min=1, help="Calibration images (default: the profile's calibration.images)."
+    calib_images: int | None = typer.Option(
+        None, "--calib-images", min=1,
+        help="Calibration images (default: the profile's calibration.images).",
     ),
+    num: int | None = typer.Option(None, "--num", min=1, hidden=True),
     method: str = typer.Option(
         "percentile", "--method", help="Activation ranges: percentile, entropy or minmax."
     ),
@@ -40,30 +56,34 @@ def calibrate_cli(
         help="Op types kept in float, comma-separated, or none; 'logits' = the classifier conv "
         "and the upsampling after it (default: DeformConv,GridSample,logits).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Sampling seed."),
     holdout: int | None = typer.Option(
         None, "--holdout", min=0,
         help="Held-out images for the FP32 vs INT8 comparison (default: num/4, 2 to 50).",
     ),
     runs: int = typer.Option(10, "--runs", min=0, help="Latency runs per model (median)."),
     height: int | None = typer.Option(
-        None, "--height", min=32, help="Export height for --weights (default: the profile's)."
+        None, "--height", min=32, help="Export height of a checkpoint (default: the profile's)."
     ),
     width: int | None = typer.Option(
-        None, "--width", min=32, help="Export width for --weights (default: the profile's)."
+        None, "--width", min=32, help="Export width of a checkpoint (default: the profile's)."
     ),
     dcn: str = typer.Option(
-        "auto", "--dcn", help="Deformable conv of a --weights export: auto, native, portable."
+        "auto", "--dcn", help="Deformable conv of a checkpoint export: auto, native, portable."
     ),
     trt_version: str | None = typer.Option(
         None, "--trt-version", help="TensorRT release the cache is for (header; default 8.6.2, JetPack 6.0)."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     json_: bool = JsonOpt,
 ) -> None:
     from edgeseg.deploy.quantize import calibrate
 
+    deprecated("--model", weights=weights, onnx=onnx)
+    deprecated("--calib-images", num=num)
+    if num is not None and calib_images is not None:
+        raise EdgesegError("give --calib-images once (--num is its old name)")
     with ExitStack() as bars:
 
         def stage(name: str, total: int) -> Callable[[], None]:
@@ -71,7 +91,8 @@ def calibrate_cli(
             return bars.enter_context(progress(name, total))
 
         report = calibrate(
-            images=images, out=out, weights=weights, onnx=onnx, profile=profile, num=num,
+            images=images, out=out, model=model, weights=weights, onnx=onnx, profile=profile,
+            num=calib_images or num,
             method=method, labels=labels, exclude=exclude, seed=seed, holdout=holdout,
             runs=runs, height=height, width=width, dcn=dcn, trt_version=trt_version, threads=threads,
             log=_log, progress=stage,

@@ -11,14 +11,21 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    OnnxAlias,
+    WeightsAlias,
+    command,
+    console,
+    deprecated,
+    emit_json,
+    model_option,
+    progress,
+)
 from edgeseg.errors import EdgesegError
 
 __all__ = ["export_cli"]
 
-OnnxOpt = typer.Option(
-    None, "--onnx", help="Build an engine from this ONNX (e.g. calibrate's model.int8.onnx)."
-)
 CacheOpt = typer.Option(
     None, "--calibration-cache",
     help="INT8 (TensorRT 8.6): calibrate's calibration.cache; builds its model.fp32.onnx.",
@@ -28,7 +35,11 @@ CacheOpt = typer.Option(
 @command("export", help="Export a checkpoint to ONNX, a TensorRT engine, a torch2trt engine, a "
          "Triton model repository or a DeepStream nvinfer config, checked against PyTorch.")
 def export_cli(
-    weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pt)."),
+    model: str | None = model_option(
+        "Checkpoint (.pt); an ONNX (.onnx) to build into an engine (e.g. calibrate's "
+        "model.int8.onnx, with --format engine); or a variant (desanet-hn, desanet-rn) with "
+        "--random-init."),
+    weights: Path | None = WeightsAlias,
     profile: str | None = typer.Option(
         None, "--profile", "-p",
         help="Device profile (name, .yaml or auto): default format, size, precision, workspace.",
@@ -85,19 +96,17 @@ def export_cli(
         help="deepstream: minimum class score for a pixel's class.",
     ),
     random_init: bool = typer.Option(
-        False, "--random-init", help="Export an untrained network (with --model), no --weights."
+        False, "--random-init", help="Export an untrained network of the --model variant."
     ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Variant for --random-init: desanet-hn or desanet-rn."
-    ),
-    onnx: Path | None = OnnxOpt,
+    onnx: Path | None = OnnxAlias,
     images: str | None = typer.Option(
         None, "--images", help="INT8: calibration frames TensorRT / torch2trt calibrate on."
     ),
     calibration_cache: Path | None = CacheOpt,
-    num_images: int | None = typer.Option(
-        None, "--num-images", min=1, help="INT8 --images to use (default: the profile's)."
+    calib_images: int | None = typer.Option(
+        None, "--calib-images", min=1, help="INT8 --images to use (default: the profile's)."
     ),
+    num_images: int | None = typer.Option(None, "--num-images", min=1, hidden=True),
     formats: bool = typer.Option(
         False, "--formats", help="List the export formats and which this machine can build."
     ),
@@ -108,6 +117,10 @@ def export_cli(
     if formats:
         _print_formats(json_)
         return
+    deprecated("--model", weights=weights, onnx=onnx)
+    deprecated("--calib-images", num_images=num_images)
+    if num_images is not None and calib_images is not None:
+        raise EdgesegError("give --calib-images once (--num-images is its old name)")
     if out is None:
         raise EdgesegError("--out is required: the file to write (.onnx or .engine)")
     options: dict[str, Any] = {}
@@ -133,7 +146,7 @@ def export_cli(
             out, weights=weights, fmt=fmt, profile=profile, precision=precision,
             height=height, width=width, dcn=dcn, dynamic=dynamic, argmax=argmax, opset=opset,
             random_init=random_init, model=model, options=options, onnx=onnx, images=images,
-            calibration_cache=calibration_cache, num_images=num_images,
+            calibration_cache=calibration_cache, num_images=calib_images or num_images,
             step=lambda msg: bar(1, msg), build_progress=build_progress,
         )
     if json_:

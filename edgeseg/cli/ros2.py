@@ -41,7 +41,7 @@ def run_cli(
     ),
     input_topic: str | None = typer.Option(None, "--input-topic", "-i", help="Camera topic."),
     profile: str | None = typer.Option(None, "--profile", "-p", help="Device profile."),
-    mask_size: str | None = typer.Option(None, "--mask-size", help="input, network or WxH."),
+    mask_size: str | None = typer.Option(None, "--mask-size", help="input, network or HxW."),
     outputs: str | None = typer.Option(None, "--outputs", help="Comma list of outputs."),
 ) -> None:
     from edgeseg.cli._util import existing_file

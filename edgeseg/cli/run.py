@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from edgeseg.cli._util import (
+    EngineAlias,
     JsonOpt,
+    OnnxAlias,
     TritonModelOpt,
     TritonTokenOpt,
     TritonUrlOpt,
+    WeightsAlias,
     command,
     console,
+    deprecated,
     emit_json,
+    model_option,
     progress,
 )
 from edgeseg.errors import EdgesegError
@@ -58,19 +63,22 @@ def _quiet_opencv() -> None:
     "Exit status 0, 1 when a live source was lost for good, 2 on errors.",
 )
 def run_cli(
-    weights: Path | None = typer.Option(None, "--weights", help="Checkpoint (.pt): torch."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX model: onnxruntime."),
-    engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine."),
+    model: str | None = model_option(
+        "Checkpoint (.pt: torch), ONNX (onnxruntime), TensorRT engine, or "
+        "triton://HOST:PORT/NAME (a model on a Triton server)."),
+    weights: Path | None = WeightsAlias,
+    onnx: Path | None = OnnxAlias,
+    engine: Path | None = EngineAlias,
     backend: str | None = typer.Option(
         None, "--backend", "-b",
         help="triton: a model on a Triton server (--url) instead of a local file; tensorrt with "
-        "--onnx: build (or reuse from the engine cache) a TensorRT engine.",
+        "an ONNX --model: build (or reuse from the engine cache) a TensorRT engine.",
     ),
     url: str | None = TritonUrlOpt,
     triton_model: str | None = TritonModelOpt,
     token: str | None = TritonTokenOpt,
     source: list[str] = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
-    sink: list[str] = typer.Option(["auto"], "--sink", "-o", help=SINK_HELP),
+    sink: list[str] = typer.Option(["auto"], "--sink", help=SINK_HELP),
     profile: str | None = typer.Option(
         None, "--profile", "-p", help="Device profile (name, .yaml or auto): checkpoint input size."
     ),
@@ -113,7 +121,12 @@ def run_cli(
     if auto:
         sinks = ["display" if display_available() else "none"]
     mask_list = [m.strip() for m in masks.split(",") if m.strip()]
-    model_path, backend = pick_model(weights, onnx, engine, backend=backend, url=url)
+    deprecated("--model", weights=weights, onnx=onnx, engine=engine)
+    model_path, backend, remote = pick_model(model, weights, onnx, engine, backend=backend,
+                                             url=url, triton_model=triton_model)
+    if token is not None and backend != "triton":
+        raise EdgesegError("--token is the Triton client's bearer token; a web sink's is "
+                           "--web-token")
     from edgeseg.runtime.devices import check_device_spec
 
     check_device_spec(device)
@@ -136,7 +149,8 @@ def run_cli(
     try:
         for spec_s in specs:
             srcs.append(FrameSource(spec_s, warn=warn, reconnect=Reconnect(attempts=reconnect)).open())
-        remote = {"model": triton_model, "token": token} if backend == "triton" else {}
+        if backend == "triton":
+            remote["token"] = token
         seg = load_segmenter(model_path, backend, profile, device,
                              say=lambda m: console.print(m, soft_wrap=True, highlight=False),
                              **remote)
@@ -188,24 +202,7 @@ def _power_reader(warn: Callable[[str], Any]) -> Callable[[], dict[str, Any]]:
 
     sampler = auto_sampler()
     sampler.__enter__()  # samples on its own daemon thread for the rest of the run
-    reason = getattr(sampler, "_reason", None)
-
-    def read() -> dict[str, Any]:
-        if reason is not None:
-            return {"available": False, "reason": reason}
-        with sampler._lock:
-            raw = list(sampler._raw[-2:])
-        if not raw:
-            return {"available": False, "reason": f"{sampler.name}: no reading yet"}
-        if sampler.counter:  # cumulative joules: the last interval's mean power
-            if len(raw) < 2 or raw[1][0] <= raw[0][0]:
-                return {"available": False, "reason": f"{sampler.name}: one reading so far"}
-            watts = (raw[1][1] - raw[0][1]) / (raw[1][0] - raw[0][0])
-        else:
-            watts = raw[-1][1]
-        return {"available": True, "source": sampler.name, "watts": float(watts)}
-
-    return read
+    return sampler.latest
 
 
 def _source_name(spec: str, index: int) -> str:

@@ -7,7 +7,16 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    WeightsAlias,
+    command,
+    console,
+    deprecated,
+    emit_json,
+    model_option,
+    progress,
+)
 from edgeseg.runtime.devices import DEVICE_HELP
 
 
@@ -109,7 +118,9 @@ def train_cli(
 
 @command("eval", help="mIoU and per-class IoU of a checkpoint on a Cityscapes-layout split.")
 def eval_cli(
-    weights: Path = typer.Option(..., "--weights", help="Checkpoint (.pt) from edgeseg train."),
+    model: Optional[str] = model_option(
+        "Checkpoint (.pt) from edgeseg train, an ONNX or a TensorRT engine."),
+    weights: Optional[Path] = WeightsAlias,
     data: Path = typer.Option(..., "--data", help="Cityscapes-layout root."),
     split: str = typer.Option("val", "--split", help="train, val or trainval."),
     save_pred: Optional[Path] = typer.Option(
@@ -118,16 +129,20 @@ def eval_cli(
     device: str = typer.Option("auto", "--device", help=f"Torch device: {DEVICE_HELP}."),
     json_: bool = JsonOpt,
 ) -> None:
+    from edgeseg.artifacts.resolve import resolve_model
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.train.evaluate import evaluate
 
+    deprecated("--model", weights=weights)
+    ref = resolve_model(model, weights=weights, command="eval")
+    assert ref is not None and ref.path is not None
     with progress("eval", len(CityscapesDataset(data, split))) as bar:
-        report = evaluate(weights, data, split, save_pred, on_image=bar,
+        report = evaluate(ref.path, data, split, save_pred, on_image=bar,
                           device=device)
     if json_:
         emit_json(report)
     else:
-        _print_eval(report, title=f"{weights.name} on {split}")
+        _print_eval(report, title=f"{ref.path.name} on {split}")
 
 
 def _print_eval(report: dict, title: str) -> None:

@@ -7,7 +7,18 @@ from typing import Any
 
 import typer
 
-from edgeseg.cli._util import JsonOpt, command, console, emit_json, progress
+from edgeseg.cli._util import (
+    JsonOpt,
+    OnnxAlias,
+    WeightsAlias,
+    command,
+    console,
+    deprecated,
+    emit_json,
+    model_option,
+    progress,
+)
+from edgeseg.errors import EdgesegError
 
 __all__ = ["tune_cli"]
 
@@ -21,8 +32,10 @@ SPACE_HELP = (
 @command("tune", help="Find the most accurate configuration (size, precision, deformable conv, "
          "threads) that reaches a target FPS on this device, and write it as a profile.")
 def tune_cli(
-    weights: Path | None = typer.Option(None, "--weights", "-w", help="Checkpoint (.pt)."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="FP32 ONNX (its size; any with --dynamic)."),
+    model: str | None = model_option(
+        "Checkpoint (.pt), or an FP32 ONNX (its size; any size with --dynamic)."),
+    weights: Path | None = WeightsAlias,
+    onnx: Path | None = OnnxAlias,
     profile: str = typer.Option("auto", "--profile", "-p", help="Base device profile."),
     target_fps: float = typer.Option(..., "--target-fps", help="Network FPS to reach."),
     max_miou_drop: float | None = typer.Option(
@@ -33,8 +46,12 @@ def tune_cli(
         "(default 0.98 without labels)."),
     data: Path | None = typer.Option(None, "--data", help="Cityscapes-layout root: val images "
                                      "and labels (mIoU), train images for INT8 calibration."),
-    images: str | None = typer.Option(None, "--images", help="Images without labels (agreement)."),
-    budget: str = typer.Option("15m", "--budget", help="Time budget, e.g. 15m, 90s, 1h."),
+    frames: str | None = typer.Option(
+        None, "--frames", help="Unlabelled frames scored by pixel agreement (folder or glob)."),
+    images: str | None = typer.Option(None, "--images", hidden=True),
+    time_budget: str | None = typer.Option(
+        None, "--time-budget", help="Wall-time budget, e.g. 15m, 90s, 1h [15m]."),
+    budget: str | None = typer.Option(None, "--budget", hidden=True),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write (tuned.yaml)."),
     eval_images: int = typer.Option(8, "--eval-images", min=1, help="Images scored per config."),
@@ -44,9 +61,18 @@ def tune_cli(
     warmup_s: float | None = typer.Option(None, "--warmup-s", min=0.0, help="Warm-up seconds."),
     json_: bool = JsonOpt,
 ) -> None:
-    from edgeseg.tune.tune import parse_budget, tune
+    from edgeseg.durations import parse_duration
+    from edgeseg.tune.tune import DEFAULT_BUDGET_S, tune
 
-    budget_s = parse_budget(budget)
+    deprecated("--model", weights=weights, onnx=onnx)
+    deprecated("--frames", images=images)
+    deprecated("--time-budget", budget=budget)
+    if images is not None and frames is not None:
+        raise EdgesegError("give --frames once (--images is its old name in tune)")
+    if budget is not None and time_budget is not None:
+        raise EdgesegError("give --time-budget once (--budget is its old name)")
+    spent = time_budget or budget
+    budget_s = parse_duration(spent) if spent is not None else DEFAULT_BUDGET_S
     with progress("tune", None) as bar:
         def on_result(row: dict[str, Any], done: int, total: int) -> None:
             bar.total = total
@@ -54,8 +80,9 @@ def tune_cli(
             bar(1, f"{row['label']}: {row['fps']:.1f} FPS")
 
         report = tune(
-            weights=weights, onnx=onnx, profile=profile, target_fps=target_fps,
-            max_miou_drop=max_miou_drop, min_agreement=min_agreement, data=data, images=images,
+            model=model, weights=weights, onnx=onnx, profile=profile, target_fps=target_fps,
+            max_miou_drop=max_miou_drop, min_agreement=min_agreement, data=data,
+            images=frames or images,
             budget_s=budget_s, space=space, out=out, eval_images=eval_images,
             calib_images=calib_images, duration_s=duration_s, warmup_s=warmup_s,
             step=bar.note, on_result=on_result,

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeseg.artifacts.resolve import resolve_model
 from edgeseg.deploy.formats import FORMATS, TORCH2TRT, get_format
 from edgeseg.errors import EdgesegError
+from edgeseg.precision import PRECISIONS
+from edgeseg.sizes import hw_from_flags
 
 __all__ = ["export", "export_steps", "onnx_to_engine", "to_engine", "to_onnx", "to_torch2trt"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DCN_MODES = ("native", "portable")
 DEFAULT_HW = (512, 1024)
 # profile deploy.backend -> default --format
@@ -174,7 +176,7 @@ def export(
     argmax: bool = False,
     opset: int = 19,
     random_init: bool = False,
-    model: str | None = None,
+    model: str | Path | None = None,
     options: dict[str, Any] | None = None,
     onnx: Path | None = None,
     images: str | None = None,
@@ -186,9 +188,11 @@ def export(
 ) -> dict[str, Any]:
     """Library entry of `edgeseg export`; returns the report printed by ``--json``.
 
-    Exactly one model source: ``weights`` (a checkpoint), ``random_init=True`` with ``model``
-    (a variant name; an untrained network for speed and export studies), or ``onnx`` (an ONNX
+    Exactly one model (:func:`~edgeseg.artifacts.resolve.resolve_model`): ``model`` (a
+    checkpoint or ONNX path, or a variant name with ``random_init=True``: an untrained network
+    for speed and export studies), or the legacy ``weights`` (a checkpoint) / ``onnx`` (an ONNX
     to build into an engine, e.g. calibrate's ``model.int8.onnx``; only with --format engine).
+    ``height`` and ``width`` go together.
     INT8 engines: ``images`` (TensorRT / torch2trt calibrate on ``num_images`` of them),
     ``calibration_cache`` (calibrate's cache with its ``model.fp32.onnx``) or a Q/DQ ``onnx``.
     ``build_progress(phase, step, steps)``: TensorRT's build phases (a heartbeat on 8.6).
@@ -205,29 +209,16 @@ def export(
     _choice("--dcn", dcn, DCN_MODES)
     if calibration_cache is not None and not Path(calibration_cache).is_file():
         raise EdgesegError(f"calibration cache not found: {calibration_cache}")
-    if calibration_cache is not None and onnx is None and weights is None and not random_init:
+    if calibration_cache is not None and onnx is None and weights is None and model is None:
         onnx = Path(calibration_cache).parent / "model.fp32.onnx"  # calibrate wrote it there
-    sources = [n for n, v in (("--weights", weights), ("--random-init", random_init),
-                              ("--onnx", onnx)) if v]
-    if not sources:
-        raise EdgesegError(
-            "no model: give --weights CKPT, --onnx MODEL.onnx, or --random-init --model VARIANT "
-            "for an untrained one"
-        )
-    if len(sources) > 1:
-        raise EdgesegError(f"give either --weights, --onnx or --random-init, not "
-                           f"{' and '.join(sources)}")
-    if weights is not None and model is not None:
-        raise EdgesegError("--model goes with --random-init; a checkpoint names its own variant")
-    if random_init and model is None:
-        raise EdgesegError("--random-init needs --model (desanet-hn or desanet-rn)")
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise EdgesegError(f"checkpoint not found: {weights}")
-    if onnx is not None and not Path(onnx).is_file():
-        raise EdgesegError(f"ONNX file not found: {onnx}")
+    ref = resolve_model(model, weights=weights, onnx=onnx, random_init=random_init,
+                        accepts=("checkpoint", "onnx", "variant"), command="export")
+    assert ref is not None
+    weights = ref.path if ref.kind == "checkpoint" else None
+    onnx = ref.path if ref.kind == "onnx" else None
+    size = hw_from_flags(height, width)
     if num_images is not None and num_images < 1:
-        raise EdgesegError(f"--num-images must be at least 1, got {num_images}")
+        raise EdgesegError(f"--calib-images must be at least 1, got {num_images}")
     folder = fmt is not None and get_format(fmt).is_folder
     if Path(out).is_dir() and not folder:
         raise EdgesegError(f"--out is a directory: {out} (give a file name)")
@@ -244,8 +235,8 @@ def export(
         fmt = _FORMAT_OF_BACKEND.get(prof.deploy.backend, "onnx") if prof else "onnx"
         _check_suffix(Path(out), fmt)
     settings: dict[str, Any] = {
-        "height": height or (prof.deploy.height if prof else None),
-        "width": width or (prof.deploy.width if prof else None),
+        "height": size[0] if size else (prof.deploy.height if prof else None),
+        "width": size[1] if size else (prof.deploy.width if prof else None),
         # ONNX precision only from the flag; engines fall back to the profile's
         "precision": precision or _default_precision(fmt, prof),
         "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "plan": None,
@@ -260,7 +251,8 @@ def export(
     row.check_precision(settings["precision"])
     if onnx is not None and fmt != "engine":
         raise EdgesegError(
-            f"--onnx builds TensorRT engines (--format engine); --format {fmt} needs --weights"
+            f"an ONNX --model builds TensorRT engines (--format engine); --format {fmt} needs a "
+            "checkpoint"
         )
     if fmt == "torch2trt" and (dynamic or argmax):
         raise EdgesegError(
@@ -285,14 +277,14 @@ def export(
     else:
         from edgeseg.models.desanet import build_model
 
-        say(f"building an untrained {model}")
-        net = build_model(str(model), aux=False).eval()
+        say(f"building an untrained {ref.variant}")
+        net = build_model(str(ref.variant), aux=False).eval()
         meta = default_meta(net.variant, DEFAULT_HW)
         meta.extra["random_init"] = True
     settings["height"] = settings["height"] or meta.input_hw[0]
     settings["width"] = settings["width"] or meta.input_hw[1]
     report = row.build(net, meta, Path(out), settings, say)
-    report["source"] = str(weights) if weights is not None else f"random-init {model}"
+    report["source"] = str(weights) if weights is not None else f"random-init {ref.variant}"
     if prof is not None:
         report["profile"] = prof.name
     return report

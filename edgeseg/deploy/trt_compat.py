@@ -39,6 +39,7 @@ from edgeseg.artifacts.trt_version import (
     trt_dtype_to_numpy,
 )
 from edgeseg.errors import EdgesegError
+from edgeseg.precision import PRECISIONS
 
 __all__ = [
     "LEGACY_NAMES",
@@ -66,7 +67,6 @@ __all__ = [
 
 MODULATED_DEFORM_PLUGIN = "ModulatedDeformConv2d"
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_ALGORITHM = "EntropyCalibration2"
 
 # The offset layout of torchvision.ops.deform_conv2d, of ONNX DeformConv and of TensorRT's

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
+from edgeseg.precision import PRECISIONS
 
 __all__ = [
     "BACKENDS",
@@ -38,7 +39,6 @@ __all__ = [
 
 ENV_PROFILES_DIR = "EDGESEG_PROFILES_DIR"
 
-PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
 DEVICE_KINDS = ("jetson", "discrete", "cpu")
 GPU_ARCHS = ("maxwell", "pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell")

@@ -136,8 +136,12 @@ def validate_profile(path: str | Path) -> Profile:
     return Profile.from_dict(_read_yaml(p), name=p.stem, source=p)
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """A profile by name (``jetson-orin-nano``), by path (``my/board.yaml``) or ``"auto"``."""
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """A profile by name (``jetson-orin-nano``), by path (``my/board.yaml``) or ``"auto"``; a
+    :class:`Profile` already loaded is returned as it is, so a job reads its file once and
+    hands the object down."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
     s = str(name_or_path)
     if isinstance(name_or_path, Path) or _looks_like_path(s):
         return validate_profile(Path(s))

@@ -51,7 +51,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "profile": ("", "device profile (name, .yaml or auto): a checkpoint's input size"),
     "input_topic": ("/camera/image_raw", "sensor_msgs/Image or CompressedImage topic"),
     "input_transport": ("auto", "raw, compressed, or auto (compressed when the topic ends in /compressed)"),
-    "mask_size": ("input", "input, network, or WxH (even numbers)"),
+    "mask_size": ("input", "input, network, or HxW (even numbers)"),
     "palette": ("model", "model (the artifact's palette) or cityscapes"),
     "alpha": (0.5, "mask weight in the overlay"),
     "outputs": (",".join(DEFAULT_OUTPUTS), "comma list of class_mask, color_mask, overlay, confidence, label_info"),
@@ -61,17 +61,19 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 
 
 def parse_mask_size(value: str, network_hw: tuple[int, int]) -> tuple[int, int] | None:
-    """``input`` -> None (each frame's size), ``network`` -> the model's, ``WxH`` -> (H, W)."""
+    """``input`` -> None (each frame's size), ``network`` -> the model's, ``HxW`` -> (H, W)
+    (every size in edgeseg is HxW, read by :func:`edgeseg.sizes.parse_hw`)."""
+    from edgeseg.sizes import parse_hw
+
     v = str(value).strip().lower()
     if v == "input":
         return None
     if v == "network":
         return network_hw
-    w, sep, h = v.partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) <= 0 or int(h) <= 0 \
-            or int(w) % 2 or int(h) % 2:
-        raise EdgesegError(f"mask_size: expected input, network or WxH with even W and H, got {value!r}")
-    return int(h), int(w)
+    h, w = parse_hw(v, "mask_size")
+    if h % 2 or w % 2:
+        raise EdgesegError(f"mask_size: expected even H and W, got {value!r}")
+    return h, w
 
 
 @dataclass
@@ -338,15 +340,10 @@ class SegmenterNode:
 
 
 def _load_segmenter(model: str, profile: str | None) -> Any:
-    from pathlib import Path
-
     from edgeseg.video.run import load_segmenter, pick_model
 
-    path = Path(model)
-    suffix = path.suffix.lower()
-    kind = {".onnx": "onnx", ".engine": "engine", ".plan": "engine"}.get(suffix, "weights")
-    p, backend = pick_model(**{kind: path})
-    return load_segmenter(p, backend, profile)
+    p, backend, remote = pick_model(model)  # any --model: file suffix or triton://
+    return load_segmenter(p, backend, profile, **remote)
 
 
 def ros_args(overrides: dict[str, Any], params_file: str | None = None,

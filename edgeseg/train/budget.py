@@ -9,9 +9,7 @@ not depend on the run's length (``lr_factor``), so the probe runs to the warm-up
 
 from __future__ import annotations
 
-import math
-import re
-
+from edgeseg.durations import parse_duration
 from edgeseg.errors import EdgesegError
 
 __all__ = [
@@ -26,23 +24,6 @@ PROBE_STEPS = 8  # fewest timed steps after it (the warm-up's end may come later
 # probed rate keeps the budget a bound; the price is about 10% of the budget unused when the
 # probe was right (the demo record: 268 s of 300).
 BUDGET_MARGIN = 0.9
-
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int, what: str = "--time-budget") -> float:
-    """``"5m"`` -> 300.0; also ``"90s"``, ``"1.5h"``, ``"1m30s"`` and plain seconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        s = str(text).strip().lower()
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*(min|h|m|s|)", s)
-        if not s or not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(min|h|m|s|)", "", s).strip():
-            raise EdgesegError(f"{what}: expected a duration such as 5m, 90s or 300, got '{text}'")
-        seconds = sum(float(v) * _UNITS[u] for v, u in parts)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise EdgesegError(f"{what}: expected a positive duration, got '{text}'")
-    return seconds
 
 
 def plan_iterations(budget_s: float, elapsed_s: float, done: int, steps_per_s: float,

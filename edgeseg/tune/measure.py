@@ -50,10 +50,10 @@ class EvalSet:
 
 def load_eval_set(data: str | Path | None, images: str | Path | None, n: int,
                   reference_hw: tuple[int, int], workdir: Path) -> EvalSet:
-    """``--data`` (Cityscapes layout, val split, with labels), ``--images`` (no labels), or
+    """``--data`` (Cityscapes layout, val split, with labels), ``--frames`` (no labels), or
     ``n`` synthetic street scenes at ``reference_hw`` written to ``workdir`` (no labels)."""
     if data is not None and images is not None:
-        raise EdgesegError("give --data or --images, not both")
+        raise EdgesegError("give --data or --frames, not both")
     if n < 1:
         raise EdgesegError(f"--eval-images must be >= 1, got {n}")
     if data is not None:
@@ -243,7 +243,7 @@ def accuracy(preds: Sequence[np.ndarray], reference: Sequence[np.ndarray],
     return out
 
 
-def speed(onnx: Path, c: TuneConfig, profile: str, *, duration_s: float | None,
+def speed(onnx: Path, c: TuneConfig, profile: Any, *, duration_s: float | None,
           warmup_s: float | None, reference_s: float, input_hw: tuple[int, int] | None,
           step: Step | None = None) -> dict[str, Any]:
     """The bench's figures for ``c`` (one round, onnxruntime at ``c.threads``)."""

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgeseg.errors import EdgesegError
+from edgeseg.precision import PRECISIONS
 from edgeseg.sizes import parse_hw
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
 # Fractions of the reference (full) size tried by default: the paper's 1024x2048 -> 256x512.
 LADDER = (1.0, 0.75, 0.5, 0.375, 0.25)
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
 DCN_FORMS = ("native", "portable")
 ON_OFF = ("on", "off")
 

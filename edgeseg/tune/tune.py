@@ -18,35 +18,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeseg.artifacts.resolve import resolve_model
 from edgeseg.errors import EdgesegError
 from edgeseg.tune.space import TuneConfig
 
-__all__ = ["DEFAULT_BUDGET_S", "files_for", "parse_budget", "pick_config", "tune"]
+__all__ = ["DEFAULT_BUDGET_S", "files_for", "pick_config", "tune"]
 
 DEFAULT_BUDGET_S = 15 * 60.0
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_budget(text: str | float) -> float:
-    """``15m``, ``90s``, ``1h``, ``1h30m`` or plain seconds -> seconds (> 0)."""
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        s = text.strip().lower()
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*(min|h|m|s|)", s)
-        if not s or "".join(f"{n}{u}" for n, u in parts) != s.replace(" ", ""):
-            raise EdgesegError(f"--budget: expected a duration such as 15m, 90s or 1h, got '{text}'")
-        value = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not value > 0:
-        raise EdgesegError(f"--budget must be > 0, got '{text}'")
-    return value
 
 
 def files_for(out: Path) -> dict[str, Path]:
@@ -84,6 +68,7 @@ def pick_config(rows: list[dict[str, Any]], target_fps: float, max_miou_drop: fl
 
 def tune(
     *,
+    model: str | Path | None = None,
     weights: str | Path | None = None,
     onnx: str | Path | None = None,
     profile: str = "auto",
@@ -115,11 +100,12 @@ def tune(
     say = step or (lambda _m: None)
     t0 = clock()
     # -- arguments that need nothing loaded ---------------------------------------------------
-    if (weights is None) == (onnx is None):
-        raise EdgesegError("give exactly one of --weights CKPT or --onnx FILE")
-    src = Path(weights or onnx)  # type: ignore[arg-type]
-    if not src.is_file():
-        raise EdgesegError(f"{'checkpoint' if weights else 'ONNX file'} not found: {src}")
+    ref = resolve_model(model, weights=weights, onnx=onnx, accepts=("checkpoint", "onnx"),
+                        command="tune")
+    assert ref is not None and ref.path is not None
+    weights = ref.path if ref.kind == "checkpoint" else None
+    onnx = ref.path if ref.kind == "onnx" else None
+    src = ref.path
     if not target_fps > 0:
         raise EdgesegError(f"--target-fps must be > 0, got {target_fps}")
     if max_miou_drop is not None and min_agreement is not None:
@@ -130,11 +116,11 @@ def tune(
         raise EdgesegError(f"--min-agreement must be in 0..1, got {min_agreement}")
     if max_miou_drop is not None and data is None:
         raise EdgesegError("--max-miou-drop needs labels: give --data VAL_ROOT (or use "
-                           "--min-agreement with --images)")
+                           "--min-agreement with --frames)")
     if data is not None and images is not None:
-        raise EdgesegError("give --data or --images, not both")
+        raise EdgesegError("give --data or --frames, not both")
     if not budget_s > 0:
-        raise EdgesegError(f"--budget must be > 0, got {budget_s}")
+        raise EdgesegError(f"--time-budget must be > 0, got {budget_s}")
     out = Path(out)
     if out.suffix not in (".yaml", ".yml"):
         raise EdgesegError(f"--out must be a .yaml file (a profile), got {out}")
@@ -278,7 +264,7 @@ def tune(
         say(f"measuring {c.label}")
         path = builder.onnx(c)
         dyn_hw = c.hw if builder.dynamic and path == builder.given else None
-        figures = speed(path, c, str(prof.source or profile), duration_s=duration_s,
+        figures = speed(path, c, prof, duration_s=duration_s,
                         warmup_s=warmup_s, reference_s=reference_s, input_hw=dyn_hw)
         acc = acc_cache.get(c.artifact_key)
         if acc is None:

@@ -19,35 +19,46 @@ __all__ = ["load_segmenter", "pick_model", "run"]
 
 
 def pick_model(
-    weights: Path | None = None, onnx: Path | None = None, engine: Path | None = None,
-    *, backend: str | None = None, url: str | None = None,
-) -> tuple[Path | str, str]:
-    """``(path, backend)`` of exactly one of ``--weights`` / ``--onnx`` / ``--engine``;
-    ``(url, "triton")`` for ``--backend triton`` (a model on a Triton server); ``(onnx,
-    "tensorrt")`` for ``--onnx`` with ``--backend tensorrt`` (an engine from the cache)."""
-    given = [(p, b) for p, b in ((weights, "torch"), (onnx, "onnxruntime"), (engine, "tensorrt"))
-             if p is not None]
+    model: str | Path | None = None, weights: Path | None = None, onnx: Path | None = None,
+    engine: Path | None = None, *, backend: str | None = None, url: str | None = None,
+    triton_model: str | None = None,
+) -> tuple[Path | str, str, dict[str, Any]]:
+    """``(path, backend, remote options)`` of the one model (:func:`resolve_model`):
+    a checkpoint (torch), ONNX (onnxruntime; tensorrt with ``backend="tensorrt"``: an engine
+    from the cache) or engine (tensorrt); ``(url, "triton", {"model": name})`` for a model on
+    a Triton server (``--model triton://HOST:PORT/NAME``, or ``--backend triton --url``)."""
+    from edgeseg.artifacts.resolve import resolve_model, triton_endpoint
+
+    remote = triton_endpoint(model, url, triton_model)
+    if remote is not None:
+        if backend not in (None, "triton"):
+            raise EdgesegError(f"--model {model} is served by Triton, not --backend {backend}")
+        return remote[0], "triton", {"model": remote[1]}
     if backend == "triton" or url is not None:
         if backend not in (None, "triton"):
             raise EdgesegError(f"--url goes with --backend triton, not {backend}")
-        if given:
-            raise EdgesegError("--backend triton runs the server's model: leave out "
-                               "--weights, --onnx and --engine")
+        if model is not None or weights or onnx or engine:
+            raise EdgesegError("--backend triton runs the server's model: leave out the local "
+                               "--model (or give --model triton://HOST:PORT/NAME)")
         from edgeseg.runtime.triton_backend import DEFAULT_URL
 
-        return url or DEFAULT_URL, "triton"
-    if len(given) != 1:
-        raise EdgesegError("give exactly one of --weights, --onnx, --engine (or --backend triton)")
-    if backend == "tensorrt" and onnx is not None:  # built, or reused from the engine cache
-        return onnx, "tensorrt"
-    if backend not in (None, given[0][1]):
-        raise EdgesegError(f"--backend {backend}: triton (a server), or tensorrt with --onnx "
-                           f"(an engine built from it); {given[0][0].name} runs on {given[0][1]}")
-    return given[0]
+        return url or DEFAULT_URL, "triton", {"model": triton_model}
+    if triton_model is not None:
+        raise EdgesegError("--triton-model goes with --backend triton (or give --model "
+                           "triton://HOST:PORT/NAME)")
+    ref = resolve_model(model, weights=weights, onnx=onnx, engine=engine, command="run")
+    assert ref is not None and ref.path is not None
+    if backend == "tensorrt" and ref.kind == "onnx":  # built, or reused from the engine cache
+        return ref.path, "tensorrt", {}
+    if backend not in (None, ref.backend):
+        raise EdgesegError(f"--backend {backend}: triton (a server), or tensorrt with an ONNX "
+                           f"--model (an engine built from it); {ref.path.name} runs on "
+                           f"{ref.backend}")
+    return ref.path, ref.backend, {}
 
 
 def load_segmenter(
-    path: Path | str, backend: str, profile: str | None = None, device: str = "auto",
+    path: Path | str, backend: str, profile: Any = None, device: str = "auto",
     say: Callable[[str], Any] | None = None, **backend_opts: Any,
 ) -> Segmenter:
     """Open the model. A ``profile`` is validated and sets the input size of a checkpoint (an
@@ -59,11 +70,12 @@ def load_segmenter(
     from edgeseg.runtime import open_segmenter
     from edgeseg.runtime.devices import parse_device
 
+    from edgeseg.profiles import load_profile
+
+    prof = load_profile(profile) if profile is not None else None  # read once, used twice
     if backend == "tensorrt" and Path(path).suffix.lower() == ".onnx":
         from edgeseg.deploy.engine_export import engine_for_onnx
-        from edgeseg.profiles import load_profile
 
-        prof = load_profile(profile) if profile is not None else None
         precision = prof.deploy.precision if prof is not None else "fp16"
         path = engine_for_onnx(Path(path), precision, prof, say=say)
     opts: dict[str, Any] = dict(backend_opts)  # e.g. model, token (triton)
@@ -76,12 +88,8 @@ def load_segmenter(
         opts["device"] = dev.index
     elif device != "auto" and dev.type != "cpu":
         raise EdgesegError(f"--device {device}: {backend} runs on the CPU here")
-    if profile is not None:
-        from edgeseg.profiles import load_profile
-
-        prof = load_profile(profile)
-        if backend == "torch":
-            opts["input_hw"] = prof.deploy.input_hw
+    if prof is not None and backend == "torch":
+        opts["input_hw"] = prof.deploy.input_hw
     return open_segmenter(path, backend=backend, **opts)
 
 

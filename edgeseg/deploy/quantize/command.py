@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg.artifacts.resolve import resolve_model
 from edgeseg.deploy.quantize.compare import DEFAULT_RUNS, compare_models
 from edgeseg.deploy.quantize.images import (
     DEFAULT_HOLDOUT,
@@ -39,6 +40,7 @@ from edgeseg.deploy.quantize.settings import (
     parse_exclude,
 )
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw_from_flags
 
 if TYPE_CHECKING:
     from edgeseg.artifacts.meta import ModelMeta
@@ -91,6 +93,7 @@ def calibrate(
     *,
     images: str | Path,
     out: str | Path,
+    model: str | Path | None = None,
     weights: str | Path | None = None,
     onnx: str | Path | None = None,
     profile: str = "auto",
@@ -116,7 +119,9 @@ def calibrate(
         out: output folder; gets ``model.int8.onnx``, ``calibration.cache``,
             ``calibration.json`` (this report plus the image lists) and, from a checkpoint,
             ``model.fp32.onnx``. Written in a temporary folder and moved in at the end.
-        weights / onnx: exactly one: a checkpoint (exported here at the profile's size) or an
+        model: a checkpoint (exported here at the profile's size) or an FP32 ONNX path;
+            ``weights`` / ``onnx`` are the legacy keywords for the same, one model in all:
+            a checkpoint (exported here at the profile's size) or an
             FP32 ONNX written by `edgeseg export`.
         profile: profile name or path: its backend picks the quantization settings, its
             ``calibration.images`` the default ``num``, its size the export size.
@@ -148,15 +153,17 @@ def calibrate(
         warnings.append(msg)
 
     # 1. Everything that can be checked cheaply, before any heavy work.
-    if (weights is None) == (onnx is None):
-        raise EdgesegError("give exactly one of --weights or --onnx")
+    ref = resolve_model(model, weights=weights, onnx=onnx, accepts=("checkpoint", "onnx"),
+                        command="calibrate")
+    assert ref is not None
+    weights = ref.path if ref.kind == "checkpoint" else None
+    onnx = ref.path if ref.kind == "onnx" else None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgesegError(f"--out must be a folder, {out} is a file")
-    if weights is not None and not Path(weights).is_file():
-        raise EdgesegError(f"checkpoint not found: {weights}")
-    if onnx is not None and (height or width):
-        raise EdgesegError("--height/--width set the export size of --weights; an ONNX keeps "
+    size = hw_from_flags(height, width)
+    if onnx is not None and size is not None:
+        raise EdgesegError("--height/--width set the export size of a checkpoint; an ONNX keeps "
                            "its own")
     prof = apply_overrides(load_profile(profile), height=height, width=width)
     target = "tensorrt" if prof.deploy.backend == "tensorrt" else "onnxruntime"
@@ -196,7 +203,7 @@ def calibrate(
     if onnx is not None:
         fp32_meta_onnx = check_fp32_onnx(onnx)
         if dcn != "auto":
-            warn("--dcn applies to --weights only; the ONNX keeps its deformable conv")
+            warn("--dcn applies to a checkpoint only; the ONNX keeps its deformable conv")
     for msg in warnings:
         say(f"warning: {msg}")
     say(f"will calibrate on {len(cal)} images and compare FP32 with INT8 on {len(held)} "
