@@ -200,3 +200,21 @@ def test_slug_matches_github_anchors() -> None:
     assert slug("`edgeseg run`: end-to-end vs network-only FPS") == \
         "edgeseg-run-end-to-end-vs-network-only-fps"
     assert slug("Bags: bag -> Segmenter -> bag") == "bags-bag---segmenter---bag"
+
+
+def test_write_section_replaces_its_block_only(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from _docs import write_section
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    doc = tmp_path / "b.md"
+    doc.write_text("# B\n\n<!-- a:start -->\nold a\n<!-- a:end -->\n\n<!-- c:start -->\nc\n<!-- c:end -->\n")
+    write_section("a", "## A\n\nnew a", doc)
+    write_section("d", "## D", doc)
+    assert doc.read_text() == ("# B\n\n<!-- a:start -->\n## A\n\nnew a\n<!-- a:end -->\n\n"
+                               "<!-- c:start -->\nc\n<!-- c:end -->\n\n<!-- d:start -->\n## D\n"
+                               "<!-- d:end -->\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.md"]  # no temp file left

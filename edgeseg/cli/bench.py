@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from edgeseg.atomic import atomic_write_text
 from edgeseg.cli._util import (
     JsonOpt,
     TritonModelOpt,
@@ -176,9 +177,7 @@ def _bench_triton(
         )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     if json_:
         emit_json(report)
         return

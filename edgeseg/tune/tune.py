@@ -17,14 +17,13 @@ Files, for ``--out tuned.yaml``:
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeseg.atomic import atomic_copy, atomic_write_text
 from edgeseg.errors import EdgesegError
 from edgeseg.tune.space import TuneConfig
 
@@ -356,24 +355,11 @@ def _acc_text(r: dict[str, Any]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    if src.resolve() == dst.resolve():
-        return
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_copy(src, dst)
 
 
 def _write_profile(prof: Any, c: TuneConfig, row: dict[str, Any], files: dict[str, Path],
