@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / "edgeseg"
 # Lowest first. A unit is a subpackage of edgeseg or a module directly under it. A unit may
 # import units of its own layer or below; the same-layer imports must not form a cycle.
 LAYERS: list[tuple[str, ...]] = [
-    ("edgeseg", "errors", "sizes", "_callable", "atomic"),
+    ("edgeseg", "errors", "sizes", "_callable", "atomic", "metrics"),
     ("models", "data", "profiles"),
     ("artifacts",),
     ("runtime",),
@@ -234,3 +234,11 @@ def test_import_reader(tmp_path: Path, source: str, expected: list[tuple[str, bo
     f.write_text(source)
     got = [(name, top) for name, _line, top in _imports(f, module="edgeseg.video.m")]
     assert got == expected
+
+
+def test_deploy_and_tune_need_no_train() -> None:
+    """Issue 27: the confusion matrix lives in edgeseg/metrics.py, so exporting, calibrating and
+    tuning import nothing from train/ (training code and its dependencies stay out of them)."""
+    bad = [f"{src}:{line} imports {target}" for src, target, line, _top in _all_imports()
+           if _unit(src) in ("deploy", "tune") and _unit(target) == "train"]
+    assert not bad, "\n".join(bad)
