@@ -66,10 +66,9 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")  # no half-written doc on a crash
-    tmp.write_text(text)
-    os.replace(tmp, doc)
+    from edgeseg.atomic import atomic_write_text
+
+    atomic_write_text(doc, text)  # no half-written doc on a crash
 
 
 def publish(section: str | None, table: Any, md: list[str],

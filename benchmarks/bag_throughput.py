@@ -102,6 +102,7 @@ def alone_fps(seg: Any, imgs: list[np.ndarray]) -> float:
 
 def bag_fps(seg: Any, bag: Path, out: Path) -> tuple[float, Any]:
     """Through the source/sink registry, as `edgeseg run --source BAG?topic=... --sink out.mcap`."""
+    import edgeseg.io  # noqa: F401 - registers the bag source and sink
     from edgeseg.video.pipeline import run_pipeline
     from edgeseg.video.reader import FrameSource
 

@@ -247,7 +247,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: str) -
     lines = [f"## INT8 (Q/DQ) vs FP32 on the CPU at {size}: `edgeseg calibrate`", "",
              f"Machine: {machine}.", "", how, ""]
     for run in runs:
-        lines += [f"### {run['variant']} ({run['origin']})", "",
+        lines += [f"### {run['variant']} ({run['origin']}) at {size}", "",
                   "| variant | latency | FPS | speedup vs FP32 | agreement | file |",
                   "|---|---|---|---|---|---|"]
         for k, r in run["results"].items():
@@ -271,19 +271,20 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: str) -
             )
             lines += ["", verdict]
         lines.append("")
-    lines += findings(runs)
+    lines += findings(runs, size)
     return "\n".join(lines)
 
 
-def findings(runs: list[dict[str, Any]]) -> list[str]:
-    """What the variants show, in numbers (model by model, 'HN / RN')."""
+def findings(runs: list[dict[str, Any]], size: str) -> list[str]:
+    """What the variants show, in numbers (model by model, 'HN / RN'); ``size`` keeps the
+    heading unique in docs/benchmarks.md, which holds one such section per input size."""
 
     def col(key: str, field: str = "speedup", fmt: str = "{:.2f}x") -> str | None:
         vals = [r["results"][key][field] for r in runs if key in r["results"]]
         return " / ".join(fmt.format(v) for v in vals) if len(vals) == len(runs) else None
 
     names = " / ".join(r["variant"].split("-")[1].upper() for r in runs)
-    out = ["### What makes INT8 fast here", "",
+    out = [f"### What makes INT8 fast at {size}", "",
            f"Figures are {names}; speedups against FP32 in the same rounds."]
     rows = [
         ("default", ("**uint8 activations, int8 per-channel weights** (what `calibrate` writes "

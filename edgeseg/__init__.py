@@ -28,9 +28,9 @@ _API = {
     "calibrate": "edgeseg.deploy.quantize",
     "bench": "edgeseg.bench",  # likewise
     "tune": "edgeseg.tune",  # likewise
-    "run": "edgeseg.video.run",
+    "run": "edgeseg.io",  # the composition root: web and ROS kinds registered
     "open_segmenter": "edgeseg.runtime",
-    "load_segmenter": "edgeseg.video.run",
+    "load_segmenter": "edgeseg.io",
 }
 
 __all__ = ["EdgesegError", "__version__", *_API]

@@ -11,6 +11,7 @@ therefore gets the mode the user's umask gives a normal new file (0666 & ~umask;
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,17 @@ def atomic_write_bytes(path: str | Path, data: Any, *, fsync: bool = False) -> P
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy ``src`` over ``dst`` atomically (a reader of ``dst`` sees the old or the new file,
+    never part of one); the same file is left alone."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and src.resolve() == dst.resolve():
+        return dst
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
 
 
 def staging_dir(out: str | Path) -> Path:

@@ -1,12 +1,15 @@
 """The package's layers: every edgeseg import points down (docs/ARCHITECTURE.md, "Layers").
 
 Imports are read from the source (every ``import`` statement, also those inside functions and
-under TYPE_CHECKING), so a lazy import that runs back up a layer fails here too.
+under TYPE_CHECKING), so a lazy import that runs back up a layer fails here too. So are the
+imports named as strings (``import_module("edgeseg.x")``, a ``"edgeseg.x.y:attr"`` opener in a
+registry): one of those may not run up a layer, nor across to another package of its layer.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1] / "edgeseg"
 # Lowest first. A unit is a subpackage of edgeseg or a module directly under it. A unit may
 # import units of its own layer or below; the same-layer imports must not form a cycle.
 LAYERS: list[tuple[str, ...]] = [
-    ("edgeseg", "errors", "sizes", "durations", "precision", "_callable", "atomic"),
+    ("edgeseg", "errors", "sizes", "durations", "precision", "_callable", "atomic", "metrics"),
     ("models", "data", "profiles"),
     ("artifacts",),
     ("runtime",),
     ("train", "deploy"),
     ("video", "bench", "doctor", "web", "ros", "tune"),
-    ("demo",),
+    ("demo", "io"),
     ("cli", "__main__"),
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
@@ -81,6 +84,64 @@ def _all_imports() -> list[tuple[str, str, int, bool]]:
         for target, line, top in _imports(path):
             out.append((src, target, line, top))
     return out
+
+
+_MODULES = {_module_name(p) for p in ROOT.rglob("*.py")}
+_REF = re.compile(r"edgeseg(?:\.\w+)+(?::\w+)?")
+# Where a string naming an upper module is the point: the package root's PEP 562 table
+# (``edgeseg.<command>``) is the public facade and names each command's module lazily.
+STRING_FACADES = {"edgeseg"}
+
+
+def _string_imports(path: Path) -> list[tuple[str, int]]:
+    """(module, line) for every string constant that names an edgeseg module, whole
+    (``"edgeseg.web.sink"`` or ``"edgeseg.web.sink:open"``); metadata keys such as
+    ``"edgeseg.meta"`` name no module and are skipped."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and _REF.fullmatch(node.value):
+            module = node.value.partition(":")[0]
+            if module in _MODULES:
+                out.append((module, node.lineno))
+    return out
+
+
+def _string_problems(files: list[tuple[Path, str]]) -> list[str]:
+    """``files``: (path, its dotted module name)."""
+    bad = []
+    for path, src in files:
+        a = _unit(src)
+        if a in STRING_FACADES:
+            continue
+        for target, line in sorted(_string_imports(path), key=lambda t: t[1]):
+            b = _unit(target)
+            if a != b and RANK.get(b, -1) >= RANK.get(a, -1):
+                bad.append(f"{src}:{line} names {target!r} ({a} may not reach "
+                           f"{'up to' if RANK.get(b, -1) > RANK.get(a, -1) else 'across to'} {b})")
+    return bad
+
+
+def test_string_imports_point_down() -> None:
+    bad = _string_problems([(p, _module_name(p)) for p in sorted(ROOT.rglob("*.py"))])
+    assert not bad, "string imports up a layer or across one:\n" + "\n".join(bad)
+
+
+def test_string_reader_catches_the_old_registry(tmp_path: Path) -> None:
+    """video/registry.py as it was (issue 27) names web and ros, both on its own layer."""
+    old = ROOT / "video" / "registry.py"
+    text = old.read_text() + (
+        '\nregister_sink(IOKind("web", "edgeseg.web.sink:open_registered"))\n'
+        'register_source(IOKind("rosbag", "edgeseg.ros.bag:open_bag_capture", '
+        'probe="edgeseg.ros.probe:is_rosbag2_folder"))\n'
+        'importlib.import_module("edgeseg.cli.run")\n'
+        'META_KEY = "edgeseg.meta"\n')
+    copy = tmp_path / "registry.py"
+    copy.write_text(text)
+    bad = _string_problems([(copy, "edgeseg.video.registry")])
+    assert [b.split(" names ")[1].split(" (")[0] for b in bad] == [
+        "'edgeseg.web.sink'", "'edgeseg.ros.bag'", "'edgeseg.ros.probe'", "'edgeseg.cli.run'"]
+    assert "across to web" in bad[0] and "up to cli" in bad[3]
 
 
 def test_every_unit_has_a_layer() -> None:
@@ -173,3 +234,11 @@ def test_import_reader(tmp_path: Path, source: str, expected: list[tuple[str, bo
     f.write_text(source)
     got = [(name, top) for name, _line, top in _imports(f, module="edgeseg.video.m")]
     assert got == expected
+
+
+def test_deploy_and_tune_need_no_train() -> None:
+    """Issue 27: the confusion matrix lives in edgeseg/metrics.py, so exporting, calibrating and
+    tuning import nothing from train/ (training code and its dependencies stay out of them)."""
+    bad = [f"{src}:{line} imports {target}" for src, target, line, _top in _all_imports()
+           if _unit(src) in ("deploy", "tune") and _unit(target) == "train"]
+    assert not bad, "\n".join(bad)

@@ -7,6 +7,8 @@ frames. The model is an untrained DESANet-HN at 64x128.
 
 from __future__ import annotations
 
+import edgeseg.io  # noqa: F401 - the composition root registers the web and bag kinds
+
 import importlib.util
 import json
 from pathlib import Path

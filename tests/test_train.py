@@ -17,7 +17,7 @@ import torch
 from edgeseg.artifacts.checkpoint import load_checkpoint
 from edgeseg.errors import EdgesegError
 from edgeseg.train.config import load_train_config
-from edgeseg.train.evaluate import ConfusionMatrix
+from edgeseg.metrics import ConfusionMatrix
 from edgeseg.train.loop import train
 from edgeseg.train.sampler import ResumableDistributedSampler
 

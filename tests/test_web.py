@@ -7,6 +7,8 @@ moving synthetic frames, so what the page shows comes from real inference.
 
 from __future__ import annotations
 
+import edgeseg.io  # noqa: F401 - the composition root registers the web and bag kinds
+
 import json
 import shutil
 import socket

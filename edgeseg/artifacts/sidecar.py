@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from edgeseg import __version__
 from edgeseg.artifacts.meta import ModelMeta
 from edgeseg.artifacts.trt_version import parse_trt_version
+from edgeseg.atomic import atomic_write_text
 from edgeseg.errors import EdgesegError
 
 __all__ = [
@@ -131,10 +131,7 @@ class EngineSidecar:
     def write(self, engine_path: str | Path) -> Path:
         """Write ``<engine>.json`` next to the engine; returns its path."""
         path = sidecar_path(engine_path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def read(cls, engine_path: str | Path) -> EngineSidecar:

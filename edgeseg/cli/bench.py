@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from edgeseg.atomic import atomic_write_text
 from edgeseg.cli._util import (
     EngineAlias,
     JsonOpt,
@@ -187,8 +188,7 @@ def _bench_triton(
             max_requests=iters or 100_000, token=token, step=lambda msg: bar(1, msg),
         )
     if out is not None:
-        from edgeseg.atomic import atomic_write_text
-
+        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     if json_:
         emit_json(report)

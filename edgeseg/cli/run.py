@@ -106,9 +106,11 @@ def run_cli(
     json_: bool = JsonOpt,
 ) -> None:
     _quiet_opencv()
+    # the composition root: registers the web and ROS bag kinds before any spec is parsed
+    from edgeseg.io import load_segmenter, run
     from edgeseg.video.overlay import check_visualize
     from edgeseg.video.reader import FrameSource, Reconnect
-    from edgeseg.video.run import load_segmenter, pick_model, run
+    from edgeseg.video.run import pick_model
     from edgeseg.video.sinks import check_sink, display_available, parse_sink
 
     def warn(msg: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgeseg.atomic import atomic_write_bytes
 from edgeseg.deploy.int8 import DEFAULT_CALIBRATION_IMAGES, Int8Source, plan_int8
 from edgeseg.deploy.trt_compat import BuildPlan, TrtFeatures, plan_build
 from edgeseg.errors import EdgesegError, MissingDependencyError
@@ -136,9 +137,7 @@ def build_engine_file(
                                                            for o in n.output]
             data, notes = cache_for_tensorrt(int8.cache, plan.trt_version, names)
             cache_out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_out.with_name(cache_out.name + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(cache_out)
+            atomic_write_bytes(cache_out, data)
             calibrator = make_entropy_calibrator([], cache_out)
             say(f"INT8 scales from {int8.cache.name} (no calibration run)")
         elif int8.route == "images":

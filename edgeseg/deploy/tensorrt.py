@@ -264,20 +264,8 @@ def build_engine(
     import tensorrt as trt
 
     warn = on_warning or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    if not onnx_path.is_file():
-        raise EdgesegError(f"ONNX file not found: {onnx_path}")
-    version = parse_trt_version(trt.__version__)
-    if not version.same_release(plan.trt_version):
-        raise EdgesegError(
-            f"build plan was made for TensorRT {plan.trt_version}, but {version} is installed"
-        )
-    if plan.use_calibrator and calibrator is None:
-        raise EdgesegError(
-            f"INT8 on TensorRT {version.short} needs calibration: pass calibration images or a "
-            "calibration cache (or build from a Q/DQ ONNX written by `edgeseg calibrate`)"
-        )
+    version = _check_prerequisites(trt, onnx_path, plan, calibrator)
     gpu_name, cc = current_gpu()  # before the build: a CPU-only torch fails here, not after
     meta = dict(model_meta) if model_meta is not None else onnx_model_meta(onnx_path)
 
@@ -285,84 +273,11 @@ def build_engine(
     init_plugins(trt)
     mark = len(logger.errors)
     builder = trt.Builder(logger)
-    net_flags = 0
-    for name in plan.network_flags:
-        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
-        if flag is not None:  # EXPLICIT_BATCH is gone or a no-op in newer releases
-            net_flags |= 1 << int(flag)
-    network = builder.create_network(net_flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errs = []
-        for i in range(parser.num_errors):
-            e = parser.get_error(i)
-            node_name = getattr(e, "node_name", None)
-            node_op = getattr(e, "node_operator", None)
-            errs.append(
-                (
-                    str(e.desc()),
-                    str(node_name()) if callable(node_name) else str(e.node()),
-                    str(node_op()) if callable(node_op) else "",
-                )
-            )
-        raise EdgesegError(format_parser_error(onnx_path, version, errs))
-    if plan.requires_fp16_onnx and not _network_has_fp16(trt, network):
-        raise EdgesegError(
-            f"TensorRT {version.short} builds strongly typed networks: fp16 needs an ONNX with "
-            "fp16 tensors; export one with `edgeseg export --format onnx --precision fp16`"
-        )
-
-    config = builder.create_builder_config()
-    if plan.workspace_bytes:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
-    for name in plan.builder_flags:
-        config.set_flag(_enum(trt.BuilderFlag, name))
-    placement: dict[str, Any] | None = None
-    if plan.dla_core is not None:
-        if builder.num_DLA_cores <= plan.dla_core:
-            raise EdgesegError(
-                f"DLA core {plan.dla_core} requested but this device has {builder.num_DLA_cores} "
-                "(Jetson AGX Orin / Orin NX have 2, Orin Nano none)"
-            )
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = plan.dla_core
-        placement = dla_placement(config, network)
-        if placement["gpu"] and not plan.gpu_fallback:
-            raise EdgesegError(
-                f"{placement['gpu']} layer(s) cannot run on DLA (e.g. "
-                f"{placement['gpu_layers'][0]}) and GPU fallback is off: pass --gpu-fallback"
-            )
-    if plan.use_calibrator:
-        config.int8_calibrator = calibrator
-
-    input_shape: list[int] = []
-    profile_dict: dict[str, list[int]] | None = None
-    opt_profile = None
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        dims = _dims(tensor.shape)
-        shapes = resolve_profile(tensor.name, dims, profile_shapes)
-        if i == 0:
-            input_shape = list(shapes[1]) if shapes else dims
-        if shapes is None:
-            continue
-        if opt_profile is None:
-            opt_profile = builder.create_optimization_profile()
-        lo, opt, hi = (trt.Dims(list(s)) for s in shapes)
-        opt_profile.set_shape(tensor.name, lo, opt, hi)
-        if i == 0:
-            profile_dict = {k: list(s) for k, s in zip(("min", "opt", "max"), shapes)}
-    if opt_profile is not None:
-        config.add_optimization_profile(opt_profile)
-
+    network = _parse_network(trt, builder, logger, onnx_path, plan, version)
+    config, placement = _configure(trt, builder, network, plan, calibrator)
+    input_shape, profile_dict = _add_input_profile(trt, builder, network, config, profile_shapes)
     cache_path = Path(timing_cache_path) if timing_cache_path else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    timing_cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(timing_cache, False):
-        warn(f"timing cache {cache_path} was rejected (made on another GPU or TensorRT): "
-             "building without it; it will be replaced by this build's")
-        timing_cache = config.create_timing_cache(b"")
-        config.set_timing_cache(timing_cache, False)
+    _attach_timing_cache(config, cache_path, warn)
     monitor = None
     if progress is not None and TrtFeatures(version).progress_monitor:
         monitor = _make_progress_monitor(trt, progress)  # must outlive the build
@@ -393,13 +308,141 @@ def build_engine(
     _write_atomic(out_path, serialized)
     sidecar.write(out_path)  # right after the engine: nothing may fail in between
     if cache_path is not None:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(cache_path, config.get_timing_cache().serialize())
-        except (OSError, RuntimeError, AttributeError) as e:
-            warn(f"timing cache not saved to {cache_path} ({type(e).__name__}: {e}); the "
-                 "engine and its sidecar are written")
+        _save_timing_cache(config, cache_path, warn)
     return sidecar
+
+
+# -- build_engine's steps, in order ----------------------------------------------------------
+
+
+def _check_prerequisites(trt: Any, onnx_path: Path, plan: BuildPlan, calibrator: Any) -> Any:
+    """The ONNX file, the plan's TensorRT release and the calibrator: checked before any
+    TensorRT object exists. Returns the installed TensorRT version."""
+    if not onnx_path.is_file():
+        raise EdgesegError(f"ONNX file not found: {onnx_path}")
+    version = parse_trt_version(trt.__version__)
+    if not version.same_release(plan.trt_version):
+        raise EdgesegError(
+            f"build plan was made for TensorRT {plan.trt_version}, but {version} is installed"
+        )
+    if plan.use_calibrator and calibrator is None:
+        raise EdgesegError(
+            f"INT8 on TensorRT {version.short} needs calibration: pass calibration images or a "
+            "calibration cache (or build from a Q/DQ ONNX written by `edgeseg calibrate`)"
+        )
+    return version
+
+
+def _parse_network(trt: Any, builder: Any, logger: Any, onnx_path: Path, plan: BuildPlan,
+                   version: Any) -> Any:
+    """The network parsed from the ONNX with the plan's creation flags; parser errors become
+    one message naming the node."""
+    net_flags = 0
+    for name in plan.network_flags:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is not None:  # EXPLICIT_BATCH is gone or a no-op in newer releases
+            net_flags |= 1 << int(flag)
+    network = builder.create_network(net_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errs = []
+        for i in range(parser.num_errors):
+            e = parser.get_error(i)
+            node_name = getattr(e, "node_name", None)
+            node_op = getattr(e, "node_operator", None)
+            errs.append(
+                (
+                    str(e.desc()),
+                    str(node_name()) if callable(node_name) else str(e.node()),
+                    str(node_op()) if callable(node_op) else "",
+                )
+            )
+        raise EdgesegError(format_parser_error(onnx_path, version, errs))
+    if plan.requires_fp16_onnx and not _network_has_fp16(trt, network):
+        raise EdgesegError(
+            f"TensorRT {version.short} builds strongly typed networks: fp16 needs an ONNX with "
+            "fp16 tensors; export one with `edgeseg export --format onnx --precision fp16`"
+        )
+    return network
+
+
+def _configure(trt: Any, builder: Any, network: Any, plan: BuildPlan,
+               calibrator: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The builder config: workspace, flags, DLA (checked against the device and the GPU
+    fallback) and the calibrator. Returns it with the DLA placement (None without DLA)."""
+    config = builder.create_builder_config()
+    if plan.workspace_bytes:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    for name in plan.builder_flags:
+        config.set_flag(_enum(trt.BuilderFlag, name))
+    placement: dict[str, Any] | None = None
+    if plan.dla_core is not None:
+        if builder.num_DLA_cores <= plan.dla_core:
+            raise EdgesegError(
+                f"DLA core {plan.dla_core} requested but this device has {builder.num_DLA_cores} "
+                "(Jetson AGX Orin / Orin NX have 2, Orin Nano none)"
+            )
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+        placement = dla_placement(config, network)
+        if placement["gpu"] and not plan.gpu_fallback:
+            raise EdgesegError(
+                f"{placement['gpu']} layer(s) cannot run on DLA (e.g. "
+                f"{placement['gpu_layers'][0]}) and GPU fallback is off: pass --gpu-fallback"
+            )
+    if plan.use_calibrator:
+        config.int8_calibrator = calibrator
+    return config, placement
+
+
+def _add_input_profile(
+    trt: Any, builder: Any, network: Any, config: Any,
+    profile_shapes: Mapping[str, ProfileShapes] | None,
+) -> tuple[list[int], dict[str, list[int]] | None]:
+    """One optimization profile for the inputs with dynamic dimensions. Returns the first
+    input's shape (its opt shape when dynamic) and its min/opt/max for the sidecar."""
+    input_shape: list[int] = []
+    profile_dict: dict[str, list[int]] | None = None
+    opt_profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = _dims(tensor.shape)
+        shapes = resolve_profile(tensor.name, dims, profile_shapes)
+        if i == 0:
+            input_shape = list(shapes[1]) if shapes else dims
+        if shapes is None:
+            continue
+        if opt_profile is None:
+            opt_profile = builder.create_optimization_profile()
+        lo, opt, hi = (trt.Dims(list(s)) for s in shapes)
+        opt_profile.set_shape(tensor.name, lo, opt, hi)
+        if i == 0:
+            profile_dict = {k: list(s) for k, s in zip(("min", "opt", "max"), shapes)}
+    if opt_profile is not None:
+        config.add_optimization_profile(opt_profile)
+    return input_shape, profile_dict
+
+
+def _attach_timing_cache(config: Any, cache_path: Path | None, warn: Warn) -> None:
+    """Load the timing cache when there is one; one TensorRT rejects (another GPU or release)
+    warns and the build starts from an empty cache, which this build then replaces."""
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    timing_cache = config.create_timing_cache(cache_bytes)
+    if not config.set_timing_cache(timing_cache, False):
+        warn(f"timing cache {cache_path} was rejected (made on another GPU or TensorRT): "
+             "building without it; it will be replaced by this build's")
+        timing_cache = config.create_timing_cache(b"")
+        config.set_timing_cache(timing_cache, False)
+
+
+def _save_timing_cache(config: Any, cache_path: Path, warn: Warn) -> None:
+    """Save the timing cache after the engine and sidecar: a failure here only warns."""
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(cache_path, config.get_timing_cache().serialize())
+    except (OSError, RuntimeError, AttributeError) as e:
+        warn(f"timing cache not saved to {cache_path} ({type(e).__name__}: {e}); the "
+             "engine and its sidecar are written")
 
 
 class _heartbeat:

@@ -12,14 +12,8 @@ import yaml
 
 from edgeseg.errors import EdgesegError
 from edgeseg.profiles.detection import detect_profile
-from edgeseg.profiles.schema import (
-    ENV_PROFILES_DIR,
-    Invalid,
-    Profile,
-    build_profile,
-    display_path,
-    validate_data,
-)
+from edgeseg.profiles.schema import ENV_PROFILES_DIR, Profile, build_profile, display_path
+from edgeseg.profiles.validate import Invalid, validate_data
 
 __all__ = [
     "OVERRIDABLE",

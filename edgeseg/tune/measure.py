@@ -220,7 +220,7 @@ def predict(seg: Any, frames: Sequence[np.ndarray],
 
 
 def miou(preds: Sequence[np.ndarray], labels: Sequence[np.ndarray], classes: int) -> float:
-    from edgeseg.train.evaluate import ConfusionMatrix
+    from edgeseg.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(classes)
     for p, t in zip(preds, labels):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeseg.atomic import atomic_path
+
 __all__ = ["accuracy_of", "dominates", "objectives", "pareto_front", "plot_pareto"]
 
 
@@ -50,7 +52,6 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[int], path: str 
                 target_fps: float, pick: int | None, accuracy_label: str) -> Path:
     """FPS vs accuracy, the front joined, the target FPS as a line, the pick circled.
     Written to a temporary file and renamed (no half-written PNG)."""
-    import os
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -79,11 +80,6 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[int], path: str 
     ax.set_ylabel(accuracy_label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -17,14 +17,13 @@ Files, for ``--out tuned.yaml``:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts.resolve import resolve_model
+from edgeseg.atomic import atomic_copy, atomic_write_text
 from edgeseg.errors import EdgesegError
 from edgeseg.tune.space import TuneConfig
 
@@ -66,6 +65,46 @@ def pick_config(rows: list[dict[str, Any]], target_fps: float, max_miou_drop: fl
     return max(range(len(rows)), key=lambda i: rows[i]["fps"]), False
 
 
+def _check_arguments(
+    model: str | Path | None, weights: str | Path | None, onnx: str | Path | None,
+    target_fps: float, max_miou_drop: float | None, min_agreement: float | None,
+    data: str | Path | None, images: str | Path | None, budget_s: float, out: str | Path,
+) -> tuple[Path, Path, float | None, float | None]:
+    """tune()'s first step: every argument that needs nothing loaded, checked before anything
+    is read or created. Returns the model file (checkpoint or ONNX), the profile path and the
+    accuracy bound (one of the two, defaulted from whether labels are given)."""
+    ref = resolve_model(model, weights=weights, onnx=onnx, accepts=("checkpoint", "onnx"),
+                        command="tune")
+    assert ref is not None and ref.path is not None
+    src = ref.path
+    if not target_fps > 0:
+        raise EdgesegError(f"--target-fps must be > 0, got {target_fps}")
+    if max_miou_drop is not None and min_agreement is not None:
+        raise EdgesegError("give --max-miou-drop or --min-agreement, not both")
+    if max_miou_drop is not None and max_miou_drop < 0:
+        raise EdgesegError(f"--max-miou-drop must be >= 0, got {max_miou_drop}")
+    if min_agreement is not None and not 0 <= min_agreement <= 1:
+        raise EdgesegError(f"--min-agreement must be in 0..1, got {min_agreement}")
+    if max_miou_drop is not None and data is None:
+        raise EdgesegError("--max-miou-drop needs labels: give --data VAL_ROOT (or use "
+                           "--min-agreement with --frames)")
+    if data is not None and images is not None:
+        raise EdgesegError("give --data or --frames, not both")
+    if not budget_s > 0:
+        raise EdgesegError(f"--time-budget must be > 0, got {budget_s}")
+    out = Path(out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise EdgesegError(f"--out must be a .yaml file (a profile), got {out}")
+    if out.is_dir():
+        raise EdgesegError(f"--out is a directory: {out}")
+    if max_miou_drop is None and min_agreement is None:
+        if data is not None:
+            max_miou_drop = 1.0
+        else:
+            min_agreement = 0.98
+    return src, out, max_miou_drop, min_agreement
+
+
 def tune(
     *,
     model: str | Path | None = None,
@@ -100,37 +139,11 @@ def tune(
     say = step or (lambda _m: None)
     t0 = clock()
     # -- arguments that need nothing loaded ---------------------------------------------------
-    ref = resolve_model(model, weights=weights, onnx=onnx, accepts=("checkpoint", "onnx"),
-                        command="tune")
-    assert ref is not None and ref.path is not None
-    weights = ref.path if ref.kind == "checkpoint" else None
-    onnx = ref.path if ref.kind == "onnx" else None
-    src = ref.path
-    if not target_fps > 0:
-        raise EdgesegError(f"--target-fps must be > 0, got {target_fps}")
-    if max_miou_drop is not None and min_agreement is not None:
-        raise EdgesegError("give --max-miou-drop or --min-agreement, not both")
-    if max_miou_drop is not None and max_miou_drop < 0:
-        raise EdgesegError(f"--max-miou-drop must be >= 0, got {max_miou_drop}")
-    if min_agreement is not None and not 0 <= min_agreement <= 1:
-        raise EdgesegError(f"--min-agreement must be in 0..1, got {min_agreement}")
-    if max_miou_drop is not None and data is None:
-        raise EdgesegError("--max-miou-drop needs labels: give --data VAL_ROOT (or use "
-                           "--min-agreement with --frames)")
-    if data is not None and images is not None:
-        raise EdgesegError("give --data or --frames, not both")
-    if not budget_s > 0:
-        raise EdgesegError(f"--time-budget must be > 0, got {budget_s}")
-    out = Path(out)
-    if out.suffix not in (".yaml", ".yml"):
-        raise EdgesegError(f"--out must be a .yaml file (a profile), got {out}")
-    if out.is_dir():
-        raise EdgesegError(f"--out is a directory: {out}")
-    if max_miou_drop is None and min_agreement is None:
-        if data is not None:
-            max_miou_drop = 1.0
-        else:
-            min_agreement = 0.98
+    src, out, max_miou_drop, min_agreement = _check_arguments(
+        model, weights, onnx, target_fps, max_miou_drop, min_agreement, data, images, budget_s,
+        out)
+    weights = src if src.suffix.lower() != ".onnx" else None
+    onnx = src if src.suffix.lower() == ".onnx" else None
 
     from edgeseg.profiles import load_profile
     from edgeseg.runtime.onnxruntime_backend import physical_cores
@@ -189,7 +202,7 @@ def tune(
 
     # -- prune --------------------------------------------------------------------------------
     from edgeseg.models.desanet import build_model
-    from edgeseg.tune.prune import Candidate, ceilings, plan, this_cpu
+    from edgeseg.tune.prune import ceilings, plan, this_cpu
 
     roof_prof = prof if prof.device.kind == "cpu" else None  # onnxruntime runs on this CPU
     ort = [c for c in configs if c.backend == "onnxruntime" and c.precision != "fp16"]
@@ -220,17 +233,9 @@ def tune(
     }, sort_keys=True)
     record = Record(files["record"])
     todo, pruned = plan(configs, target_fps, roofs, unsupported)
-    forced = False
-    if not todo:
-        reachable = [p for p in pruned if p.roofline is not None and
-                     p.reason is not None and p.reason.startswith("roofline")]
-        if not reachable:
-            reasons = "; ".join(sorted({p.reason or "" for p in pruned}))
-            raise EdgesegError(f"no configuration of the space can run here: {reasons}")
-        best = max(reachable, key=lambda p: p.ceiling or 0.0)
-        pruned.remove(best)
-        todo = [Candidate(best.config, best.roofline, None)]
-        forced = True
+    forced = not todo
+    if forced:
+        todo = [_fastest_pruned(pruned)]
 
     # -- measure --------------------------------------------------------------------------------
     rows: list[dict[str, Any]] = []
@@ -289,18 +294,8 @@ def tune(
     pick, met = pick_config(rows, target_fps, max_miou_drop, min_agreement)
     front = pareto_front(rows)
     p = rows[pick]
-    bound = (f"<= {max_miou_drop:g} mIoU points drop" if max_miou_drop is not None else
-             f">= {min_agreement:g} pixel agreement")
-    if met:
-        message = (f"pick: {p['label']}: {p['fps']:.1f} FPS (target {target_fps:g}), "
-                   f"{_acc_text(p)}")
-    else:
-        message = (f"no measured configuration reaches {target_fps:g} FPS with {bound}"
-                   f"{' (every ceiling is below the target)' if forced else ''}; "
-                   f"picked the fastest: {p['label']} at {p['fps']:.1f} FPS, {_acc_text(p)}")
-    if left:
-        message += (f"; budget of {budget_s:g} s spent after {new} measurements, "
-                    f"{len(left)} configurations left unmeasured")
+    message = _pick_message(p, met, target_fps, max_miou_drop, min_agreement, forced,
+                            budget_s, new, len(left))
     acc_label = ("mIoU drop vs FP32 reference (points)" if evalset.has_labels
                  else "pixel agreement with FP32 reference")
     plot_pareto(rows, front, files["plot"], target_fps=target_fps, pick=pick,
@@ -335,6 +330,41 @@ def tune(
     return report
 
 
+def _fastest_pruned(pruned: list[Any]) -> Any:
+    """Every configuration was pruned: measure the one with the highest roofline ceiling (the
+    report then says no configuration can reach the target), or fail when none can run here.
+    Removes it from ``pruned``."""
+    from edgeseg.tune.prune import Candidate
+
+    reachable = [p for p in pruned if p.roofline is not None and
+                 p.reason is not None and p.reason.startswith("roofline")]
+    if not reachable:
+        reasons = "; ".join(sorted({p.reason or "" for p in pruned}))
+        raise EdgesegError(f"no configuration of the space can run here: {reasons}")
+    best = max(reachable, key=lambda p: p.ceiling or 0.0)
+    pruned.remove(best)
+    return Candidate(best.config, best.roofline, None)
+
+
+def _pick_message(p: dict[str, Any], met: bool, target_fps: float,
+                  max_miou_drop: float | None, min_agreement: float | None, forced: bool,
+                  budget_s: float, new: int, n_left: int) -> str:
+    """The report's one-line verdict on the pick."""
+    bound = (f"<= {max_miou_drop:g} mIoU points drop" if max_miou_drop is not None else
+             f">= {min_agreement:g} pixel agreement")
+    if met:
+        message = (f"pick: {p['label']}: {p['fps']:.1f} FPS (target {target_fps:g}), "
+                   f"{_acc_text(p)}")
+    else:
+        message = (f"no measured configuration reaches {target_fps:g} FPS with {bound}"
+                   f"{' (every ceiling is below the target)' if forced else ''}; "
+                   f"picked the fastest: {p['label']} at {p['fps']:.1f} FPS, {_acc_text(p)}")
+    if n_left:
+        message += (f"; budget of {budget_s:g} s spent after {new} measurements, "
+                    f"{n_left} configurations left unmeasured")
+    return message
+
+
 def _acc_text(r: dict[str, Any]) -> str:
     if r.get("miou_drop") is not None:
         return f"mIoU drop {r['miou_drop']:.2f} points, agreement {r['agreement']:.4f}"
@@ -342,24 +372,11 @@ def _acc_text(r: dict[str, Any]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    if src.resolve() == dst.resolve():
-        return
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_copy(src, dst)
 
 
 def _write_profile(prof: Any, c: TuneConfig, row: dict[str, Any], files: dict[str, Path],

@@ -4,8 +4,10 @@ jetson-inference's ``videoSource.Create(uri)`` / ``videoOutput.Create(uri)`` are
 ``--source`` or ``--sink`` string is matched against the entries here, and the matching entry
 names the function that opens it. Built-in kinds (cameras, CSI, RTSP, video files, windows,
 mask folders) are parsed by :mod:`edgeseg.video.sources` / :mod:`edgeseg.video.sinks`; every other
-kind (web page, WebRTC, ROS bags, ...) is one entry added here, with its opener in its own
-package, named as a ``"module:attr"`` string so that this module imports none of them.
+kind (web page, WebRTC, ROS bags, ...) is one entry that its own package describes
+(``edgeseg/web/kinds.py``, ``edgeseg/ros/kinds.py``) and the composition root
+:mod:`edgeseg.io` registers. Nothing here names a package above video/: the table starts
+empty, so video/ never imports upwards, not even through a string.
 
 A source opener takes the :class:`~edgeseg.video.sources.SourceSpec` and returns a capture
 (``read() -> (ok, bgr)``, ``get(prop)``, ``isOpened()``, ``release()``); a capture that knows
@@ -107,24 +109,3 @@ def match_source(uri: str) -> IOKind | None:
 def match_sink(uri: str) -> IOKind | None:
     """The registered (non built-in) sink kind of a ``--sink``, or None."""
     return _match(SINKS, uri)
-
-
-# -- registered kinds (openers named as strings: nothing here imports them) ---------------------
-register_sink(IOKind(
-    "web", "edgeseg.web.sink:open_registered", schemes=("http", "https"), live=True,
-    help="http://HOST:PORT[/path]: live page (MJPEG + stats); @ = all interfaces, no host = "
-         "127.0.0.1"))
-register_sink(IOKind(
-    "webrtc", "edgeseg.web.sink:open_registered", schemes=("webrtc",), live=True,
-    help="webrtc://HOST:PORT/name: the live page with a WebRTC (VP8) video"))
-# ROS bags through rosbags, no ROS needed (edgeseg/ros/bag.py).
-register_source(IOKind(
-    "rosbag", "edgeseg.ros.bag:open_bag_capture", schemes=("rosbag2",),
-    suffixes=(".mcap", ".db3", ".bag"), probe="edgeseg.ros.probe:is_rosbag2_folder",
-    help="ROS 2 bag folder, .mcap / .db3 file or ROS 1 .bag: ?topic=/camera/image_raw&start=SEC&end=SEC",
-))
-register_sink(IOKind(
-    "rosbag", "edgeseg.ros.bag:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
-    probe="edgeseg.ros.probe:is_rosbag2_sink",
-    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics (&ns=&outputs=&alpha=&class_ids=)",
-))

@@ -36,7 +36,7 @@ def compare_models(
     median of ``runs`` inferences of each model on the same tensor, alternated so that a noisy
     machine slows both alike, after two warm-up runs each.
     """
-    from edgeseg.train.evaluate import ConfusionMatrix
+    from edgeseg.metrics import ConfusionMatrix
 
     classes = list(fp32.meta.classes)
     cm32, cm8 = ConfusionMatrix(len(classes)), ConfusionMatrix(len(classes))

@@ -1,0 +1,100 @@
+"""edgeseg/atomic.py is the one temp + rename writer (issue 27): no other module in edgeseg/ or
+benchmarks/ renames files itself, and the writers it offers leave no half-written output."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from edgeseg.atomic import atomic_copy, atomic_path, atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Renames not yet moved onto edgeseg/atomic.py, each with why. Shrink this list; never grow it.
+KNOWN: dict[str, str] = {
+    # another engineer moves deepstream's writes (and its second ONNX exporter) in issue 27
+    "edgeseg/deploy/deepstream.py": "issue 27, deepstream owner",
+    # whole-folder swaps (staging folder renamed over the old one, old one kept until then)
+    # and moves of files a library wrote into a staging folder: atomic.py has no folder swap yet
+    "edgeseg/deploy/quantize/command.py": "folder swap",
+    "edgeseg/deploy/triton.py": "folder swap",
+    "edgeseg/data/synthetic/writer.py": "folder swap",
+    "edgeseg/tune/measure.py": "move out of a staging folder",
+    "edgeseg/bench/sources.py": "move out of a staging folder",
+    # sinks that stream into a temp file for the whole run and rename it on close
+    "edgeseg/ros/bag.py": "streaming sink",
+    "edgeseg/video/sinks.py": "streaming sink",
+}
+
+
+def renames(source: str) -> list[int]:
+    """Lines of ``os.replace`` / ``os.rename`` / ``shutil.move`` calls and of one-argument
+    ``.replace(x)`` / ``.rename(x)`` method calls (``Path.replace``; ``str.replace`` takes two)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        f = node.func
+        owner = f.value.id if isinstance(f.value, ast.Name) else None
+        if (owner == "os" and f.attr in ("replace", "rename", "renames")) or \
+                (owner == "shutil" and f.attr == "move") or \
+                (owner not in ("os", "shutil", "dataclasses") and f.attr in ("replace", "rename")
+                 and len(node.args) == 1 and not node.keywords):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_rename_outside_atomic() -> None:
+    found = {}
+    for path in sorted([*(REPO / "edgeseg").rglob("*.py"), *(REPO / "benchmarks").glob("*.py")]):
+        rel = path.relative_to(REPO).as_posix()
+        if rel == "edgeseg/atomic.py":
+            continue
+        lines = renames(path.read_text(encoding="utf-8"))
+        if lines:
+            found[rel] = lines
+    extra = {k: v for k, v in found.items() if k not in KNOWN}
+    assert not extra, f"temp + rename outside edgeseg/atomic.py (use atomic_path/...): {extra}"
+    stale = sorted(set(KNOWN) - set(found))
+    assert not stale, f"no rename left in {stale}: drop them from KNOWN"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import os\nos.replace(a, b)\n", [2]),
+    ("import os\nos.rename(a, b)\n", [2]),
+    ("tmp.replace(out)\n", [1]),
+    ("Path(tmp).rename(out)\n", [1]),
+    ("import shutil\nshutil.move(a, b)\n", [2]),
+    ("s.replace('a', 'b')\nname.rename\ndataclasses.replace(cfg)\n", []),
+])
+def test_rename_reader(source: str, expected: list[int]) -> None:
+    assert renames(source) == expected
+
+
+def test_atomic_path_leaves_old_file_on_error(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    out.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert out.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temp left
+
+
+def test_atomic_copy_replaces_and_keeps_umask_mode(tmp_path: Path) -> None:
+    src, dst = tmp_path / "a.onnx", tmp_path / "sub" / "b.onnx"
+    src.write_bytes(b"new")
+    old = os.umask(0o022)
+    try:
+        atomic_copy(src, dst)
+    finally:
+        os.umask(old)
+    assert dst.read_bytes() == b"new"
+    assert dst.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    atomic_copy(dst, dst)  # the same file: left alone, not truncated
+    assert dst.read_bytes() == b"new"
+    atomic_write_text(dst, "text")
+    assert dst.read_text() == "text"
