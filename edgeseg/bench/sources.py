@@ -270,7 +270,7 @@ def _open_segmenter(
 
         require_tensorrt()
         raise EdgesegError(
-            "tensorrt runs a built engine: give --engine FILE or --onnx FILE (built through the "
+            "tensorrt runs a built engine: give --model FILE.engine or FILE.onnx (built through the "
             "engine cache), or build one with `edgeseg export --format engine`"
         )
     if source.meta.precision != config.precision:

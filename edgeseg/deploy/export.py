@@ -118,7 +118,7 @@ def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -
 
 
 def onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
-    """An ONNX given with --onnx (e.g. calibrate's model.int8.onnx) -> TensorRT builder."""
+    """An ONNX given as --model (e.g. calibrate's model.int8.onnx) -> TensorRT builder."""
     from edgeseg.deploy.engine_export import build_engine_file
 
     plan, info = s["plan"], s["onnx_info"]

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_CALIBRATION_IMAGES = 100
-_CALIBRATE = ("`edgeseg calibrate --profile PROFILE --weights CKPT --images DIR --out DIR`")
+_CALIBRATE = ("`edgeseg calibrate --profile PROFILE --model CKPT --images DIR --out DIR`")
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,9 @@ def plan_int8(
     if fmt == "torch2trt":
         if onnx is not None or cache is not None:
             raise EdgesegError(
-                "torch2trt converts a checkpoint and calibrates itself: give --weights and "
+                "torch2trt converts a checkpoint and calibrates itself: give a checkpoint --model and "
                 "--images; calibrate's Q/DQ ONNX or cache build with `edgeseg export --format "
-                "engine --onnx ...`"
+                "engine --model ....onnx`"
             )
         if images is None:
             raise EdgesegError("--format torch2trt --precision int8 needs --images DIR "
@@ -112,7 +112,7 @@ def plan_int8(
         if feats.strongly_typed_only:
             raise EdgesegError(
                 f"TensorRT {v.short} has no INT8 calibrator, so torch2trt cannot calibrate: run "
-                f"{_CALIBRATE} and `edgeseg export --format engine --onnx DIR/model.int8.onnx`"
+                f"{_CALIBRATE} and `edgeseg export --format engine --model DIR/model.int8.onnx`"
             )
         return Int8Source("torch2trt", images=images)
     if fmt != "engine":
@@ -122,7 +122,7 @@ def plan_int8(
         return Int8Source("qdq", onnx=onnx)
     implicit_hint = (
         f"TensorRT {v.short} builds INT8 only from a Q/DQ ONNX: run {_CALIBRATE} and "
-        "`edgeseg export --format engine --precision int8 --onnx DIR/model.int8.onnx`"
+        "`edgeseg export --format engine --precision int8 --model DIR/model.int8.onnx`"
     )
     if cache is not None:
         if feats.strongly_typed_only:
@@ -131,7 +131,7 @@ def plan_int8(
         if not fp32.is_file():
             raise EdgesegError(
                 f"{cache.name} names the tensors of the FP32 ONNX it was computed on, and "
-                f"{fp32} is not there: pass --onnx with calibrate's model.fp32.onnx"
+                f"{fp32} is not there: pass calibrate's model.fp32.onnx as --model"
             )
         return Int8Source("cache", onnx=fp32, cache=cache)
     if images is not None:

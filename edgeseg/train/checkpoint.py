@@ -2,7 +2,7 @@
 
 A checkpoint holds the model, optimizer, scheduler, RNG states, iteration and run config, and
 the model metadata every later command needs (variant, classes, palette, mean/std, input size),
-so `edgeseg export/eval/run --weights CKPT` ask for nothing else. Everything in it loads with
+so `edgeseg export/eval/run --model CKPT` ask for nothing else. Everything in it loads with
 ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only.
 """
 

@@ -117,7 +117,7 @@ class Builder:
 
             self.meta = read_onnx_metadata(onnx)
             if self.meta.precision != "fp32":
-                raise EdgesegError(f"--onnx {onnx.name} is {self.meta.precision}; tune needs the "
+                raise EdgesegError(f"--model {onnx.name} is {self.meta.precision}; tune needs the "
                                    "FP32 ONNX (it builds INT8 itself)")
         else:
             from edgeseg.artifacts.checkpoint import load_model
@@ -148,11 +148,11 @@ class Builder:
             return None
         name = self.given.name
         if c.dcn != self.own_dcn:
-            return f"{name} has the {self.own_dcn} deformable conv (give --weights for both)"
+            return f"{name} has the {self.own_dcn} deformable conv (give a checkpoint for both)"
         if c.hw != self.own_hw and not (self.dynamic and c.precision == "fp32"):
             return (f"{name} is fixed at {self.own_hw[0]}x{self.own_hw[1]} (export it with "
-                    "--dynamic, or give --weights)" if not self.dynamic else
-                    f"int8 is calibrated at {name}'s own size only (give --weights)")
+                    "--dynamic, or give a checkpoint)" if not self.dynamic else
+                    f"int8 is calibrated at {name}'s own size only (give a checkpoint)")
         return None
 
     def path(self, c: TuneConfig) -> Path:

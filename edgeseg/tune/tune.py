@@ -7,7 +7,7 @@ Files, for ``--out tuned.yaml``:
 
 * ``tuned.yaml``: the base profile with ``deploy`` set to the pick (backend, precision, size);
   header comments name the configuration, its figures and the model file to run with it;
-* ``tuned.onnx``: a copy of the pick's model, so ``edgeseg bench --onnx tuned.onnx --profile
+* ``tuned.onnx``: a copy of the pick's model, so ``edgeseg bench --model tuned.onnx --profile
   tuned.yaml`` (and run, export) use the pick directly;
 * ``tuned.pareto.png`` (the plot) and ``tuned.json`` (this report);
 * ``tuned.artifacts/``: every ONNX / INT8 model built (reused by a later tune of the same
@@ -399,7 +399,7 @@ def _write_profile(prof: Any, c: TuneConfig, row: dict[str, Any], files: dict[st
          f"ms, {_acc_text(row)}"),
         (f"# model: {onnx_name} (deformable conv {c.dcn}); onnxruntime threads: "
          f"{c.threads or 'default'}"),
-        f"# e.g. edgeseg bench --onnx {onnx_name} --profile {files['profile'].name}{threads}",
+        f"# e.g. edgeseg bench --model {onnx_name} --profile {files['profile'].name}{threads}",
     ]
     text = "\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False)
     _write_text(files["profile"], text)
