@@ -86,9 +86,11 @@ async def answer_offer(server: WebServer, sdp: str, connect_timeout_s: float = 1
     offer on; the slot is freed when the connection fails or closes, when the server stops, or
     when ICE has not connected ``connect_timeout_s`` after the answer (a client that left, or
     no usable ICE route: the page then falls back to MJPEG)."""
-    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    # no ICE servers: aiortc's default asks stun.l.google.com, which a robot's network may not
+    # reach (gathering then waits) and which need not learn that a viewer connected
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     server.peers.add(pc)
     server.viewers += 1
 
