@@ -162,7 +162,7 @@ def open_sink(uri: str, **kw: Any) -> Any:
 
     kw.setdefault("limits", FAST)
     return WebSink(uri, classes=["a", "b"], palette=[[0, 0, 0], [255, 0, 0]], stream_fps=20,
-                   linger_s=0.0, **kw)
+                   **{"linger_s": 0.0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -478,3 +478,32 @@ def test_abandoned_offer_frees_its_slot(rtc: Any) -> None:
     status, _ = post_offer(port, json.dumps({"sdp": client_offer(), "type": "offer"}).encode())
     assert status == 200  # the freed slot is usable
     wait_until(lambda: rtc.server.viewers == 0, timeout=FAST.connect_timeout_s + 10)
+
+
+def test_linger_serves_the_final_frame_and_summary() -> None:
+    """After the source ends a viewer who opens the page late still gets the last frame and
+    the summary for ``linger_s`` (the old server left as soon as no page was open)."""
+    sink = open_sink("http://127.0.0.1:0", linger_s=30.0)
+    port = sink.server.port
+    vis, labels = frame(3)
+    sink.write(None, labels, vis)
+    sink.on_stats({"summary": {"frames": 1, "fps": 2.5, "stop_reason": "end"}})
+    closer = threading.Thread(target=sink.close, daemon=True)
+    closer.start()
+    try:
+        wait_until(lambda: sink.server._linger is not None)  # the source ended, lingering
+        status, hdrs, body = request(port, "/snapshot.jpg")
+        assert status == 200 and hdrs["content-type"] == "image/jpeg"
+        import cv2
+
+        img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == vis.shape and abs(float(img.mean()) - float(vis.mean())) < 8
+        status, _, body = request(port, "/stats")
+        snap = json.loads(body)
+        assert status == 200 and snap["ended"] and snap["summary"]["fps"] == 2.5
+        assert closer.is_alive()  # still lingering
+    finally:
+        wait_until(lambda: sink.server._linger is not None)
+        sink.server.end_linger()
+        closer.join(20)
+    assert not closer.is_alive()

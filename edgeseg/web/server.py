@@ -99,6 +99,7 @@ class WebServer(StreamRoutes):
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._stopping: asyncio.Event | None = None
+        self._linger: asyncio.Event | None = None
         self._stopped = threading.Event()
         self._closed = False
 
@@ -204,7 +205,17 @@ class WebServer(StreamRoutes):
         """Publish the last numbers, then keep serving them and the last frame for ``linger_s``
         (a viewer who opens the page late still sees how the run ended)."""
         self._publish()
-        await asyncio.sleep(self.linger_s)
+        self._linger = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._linger.wait(), self.linger_s)
+        except asyncio.TimeoutError:
+            pass
+
+    def end_linger(self) -> None:
+        """Stop serving the final frame now (thread-safe; e.g. a second Ctrl-C, or a test)."""
+        loop, ev = self.loop, self._linger
+        if loop is not None and ev is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(ev.set)
 
     async def _tick(self) -> None:
         assert self.loop is not None
