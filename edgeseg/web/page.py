@@ -93,7 +93,10 @@ es.addEventListener('stats', (e) => render(JSON.parse(e.data)));
 es.addEventListener('end', (e) => { end(JSON.parse(e.data)); es.close(); });
 es.onerror = () => { if (!ended) $('status').textContent = 'reconnecting…'; };
 es.onopen = () => { if (!ended) $('status').textContent = 'live'; };
-async function webrtc() {
+// the whole negotiation is bounded too: a stalled offer must not leave a black box
+const webrtc = () => Promise.race([negotiate(), new Promise((_, fail) => setTimeout(() =>
+  fail(new Error('no WebRTC answer')), (ICE_S + 12) * 1000))]);
+async function negotiate() {
   const v = $('video'), pc = new RTCPeerConnection();
   pc.addTransceiver('video', {direction: 'recvonly'});
   pc.ontrack = (e) => { v.srcObject = e.streams[0] || new MediaStream([e.track]); v.play().catch(() => {}); };

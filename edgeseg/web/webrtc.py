@@ -113,17 +113,21 @@ async def answer_offer(server: WebServer, sdp: str, connect_timeout_s: float = 1
         if pc.connectionState != "connected":
             await drop()
 
+    async def negotiate() -> None:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        pc.addTrack(make_track(server))
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+               if c.mimeType.lower() in ("video/vp8", "video/rtx")]
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                t.setCodecPreferences(vp8)
+        await pc.setLocalDescription(await pc.createAnswer())
+
     try:
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            pc.addTrack(make_track(server))
-            vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                   if c.mimeType.lower() in ("video/vp8", "video/rtx")]
-            for t in pc.getTransceivers():
-                if t.kind == "video":
-                    t.setCodecPreferences(vp8)
-            answer = await pc.createAnswer()
-            await asyncio.wait_for(pc.setLocalDescription(answer), OFFER_TIMEOUT_S)
+        try:  # the whole answer is bounded: an offer aiortc stalls on must not hold its slot
+            await asyncio.wait_for(negotiate(), OFFER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise OfferError(f"could not answer the offer within {OFFER_TIMEOUT_S:g} s") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
             # aiortc parses SDP loosely and fails deep inside (e.g. "None is not in list")
             raise OfferError(f"cannot answer this SDP offer ({type(e).__name__})") from None
