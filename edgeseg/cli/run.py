@@ -94,6 +94,8 @@ def run_cli(
     web_token: str | None = typer.Option(
         None, "--web-token", envvar="EDGESEG_WEB_TOKEN",
         help="Web sinks: every route needs it (?token= or 'Authorization: Bearer')."),
+    web_host: list[str] = typer.Option([], "--web-host", help="Web sinks: a name browsers use "
+                                       "for this device (Host check; IPs and localhost pass)."),
     ssl_cert: Path | None = typer.Option(None, "--ssl-cert", help="Web sinks: serve HTTPS."),
     ssl_key: Path | None = typer.Option(None, "--ssl-key", help="Web sinks: the key."),
     max_clients: int = typer.Option(4, "--max-clients", min=1, help="Web sinks: viewers at once."),
@@ -144,7 +146,8 @@ def run_cli(
     if web:
         options = {"token": web_token, "ssl_cert": ssl_cert, "ssl_key": ssl_key,
                    "max_clients": max_clients, "jpeg_quality": jpeg_quality,
-                   "stream_fps": stream_fps, "power": _power_reader(warn)}
+                   "stream_fps": stream_fps, "power": _power_reader(warn), "web_host": web_host,
+                   "announce": lambda m: console.print(m, soft_wrap=True, highlight=False)}
     specs = expand_sources(source)
     # Sources and sinks are checked before the model loads, so a typo fails in a second.
     srcs: list[FrameSource] = []

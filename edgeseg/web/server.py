@@ -1,10 +1,13 @@
 """The aiohttp app on its own thread and event loop: page, MJPEG, stats, SSE, snapshot, health.
 
-Every route needs the token when one is set (``?token=``, ``Authorization: Bearer`` or
-``X-Edgeseg-Token``); viewers (MJPEG streams, WebRTC peers) are capped at ``max_clients`` and
-the one beyond is answered 503 with a message; request lines, headers and bodies are bounded;
-no route reads a file. :meth:`WebServer.stop` publishes the final numbers, gives open pages
-``linger_s`` to receive them, then closes every stream and the loop.
+Every request must name this server in ``Host`` (421 otherwise: DNS rebinding) and, when it
+changes state (POST), come from this page's origin (403); every route needs the token when one
+is set (``?token=``, ``Authorization: Bearer`` or ``X-Edgeseg-Token``); viewers (MJPEG
+streams, WebRTC peers) are capped at ``max_clients`` and the one beyond is answered 503 with a
+message; connections, header time, request lines, headers and bodies are bounded
+(:mod:`.limits`, :mod:`.protocol`); no route reads a file. :meth:`WebServer.stop` publishes
+the final numbers and keeps serving the last frame and summary for ``linger_s``, then closes
+every stream and the loop.
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import EdgesegError
-from edgeseg.web.hub import FrameHub, encode_jpeg
-from edgeseg.web.page import busy_page, render_page
+from edgeseg.web.hub import FrameHub
+from edgeseg.web.limits import WebLimits, host_allowed, origin_allowed
+from edgeseg.web.page import render_page
 from edgeseg.web.stats import LiveStats, class_shares
+from edgeseg.web.streams import StreamRoutes, dumps
 from edgeseg.web.uri import WebSpec
 
 if TYPE_CHECKING:
@@ -32,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BODY", "WebServer", "ssl_context"]
 
 MAX_BODY = 64 * 1024  # a WebRTC offer is a few KiB; nothing else takes a body
-MAX_LINE = 4096
-MAX_HEADERS = 64
-WRITE_TIMEOUT_S = 10.0  # a viewer that accepts nothing for this long is dropped
 STATS_PERIOD_S = 0.5
 START_TIMEOUT_S = 15.0
 _ROUTES = ("/stats", "/events", "/stream.mjpg", "/snapshot.jpg", "/healthz", "/offer")
@@ -57,35 +59,15 @@ def ssl_context(cert: Path | str | None, key: Path | str | None) -> ssl.SSLConte
     return ctx
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return str(o)
-
-
-def dumps(d: Any) -> str:
-    """JSON for browsers: NaN / inf (never valid JSON) become null."""
-    return json.dumps(_clean(d), default=_json_default)
-
-
-def _clean(d: Any) -> Any:
-    if isinstance(d, float):
-        return d if math.isfinite(d) else None
-    if isinstance(d, dict):
-        return {k: _clean(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_clean(v) for v in d]
-    return d
-
-
-class WebServer:
+class WebServer(StreamRoutes):
     """Serves one sink's page. ``start()`` returns once the socket listens (``url`` then
     holds the real port when 0 was asked); ``stop()`` is idempotent and thread-safe."""
 
     def __init__(
         self, spec: WebSpec, hub: FrameHub, stats: LiveStats, *, token: str | None = None,
         ssl_ctx: ssl.SSLContext | None = None, max_clients: int = 4, title: str = "edgeseg",
-        linger_s: float = 1.5,
+        linger_s: float = 1.5, web_host: Sequence[str] = (), limits: WebLimits | None = None,
+        announce: Callable[[str], Any] | None = None,
     ) -> None:
         if max_clients < 1:
             raise EdgesegError(f"--max-clients must be >= 1, got {max_clients}")
@@ -96,12 +78,20 @@ class WebServer:
         self.spec, self.hub, self.stats = spec, hub, stats
         self.token, self.ssl_ctx, self.max_clients = token, ssl_ctx, max_clients
         self.title, self.linger_s = title, linger_s
+        self.limits = (limits or WebLimits()).checked()
+        # names a browser may use for us beyond IP literals and localhost (421 otherwise)
+        self.host_names = {h.strip().lower().rstrip(".") for h in web_host if h.strip()}
+        self.host_names |= {socket.gethostname().lower(), f"{socket.gethostname().lower()}.local"}
+        self.announce = announce
+        self.guard: Any = None  # the ConnGuard, once serving
+        self._streams: dict[str, asyncio.Task[Any]] = {}  # viewer id -> its MJPEG handler
         self.port = spec.port
         self.bound: list[tuple[Any, ...]] = []  # the listening sockets' addresses
         self.viewers = 0
         self.encode_error: str | None = None
         self.events_clients = 0
         self.peers: set[Any] = set()  # WebRTC RTCPeerConnections
+        self.peer_tasks: set[asyncio.Task[None]] = set()  # their ICE connect deadlines
         self.snap: dict[str, Any] = {}
         self._snap_event: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +99,7 @@ class WebServer:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._stopping: asyncio.Event | None = None
+        self._linger: asyncio.Event | None = None
         self._stopped = threading.Event()
         self._closed = False
 
@@ -122,6 +113,11 @@ class WebServer:
         path = "" if self.spec.path == "/" else self.spec.path
         return f"{scheme}://{host}:{self.port}{path}/"
 
+    @property
+    def shown_url(self) -> str:
+        """:attr:`url` as printed and logged: with ``?token=<token>`` when a token is set."""
+        return self.url + ("?token=<token>" if self.token is not None else "")
+
     def start(self) -> WebServer:
         self._thread = threading.Thread(target=self._main, name="edgeseg-web", daemon=True)
         self._thread.start()
@@ -130,6 +126,8 @@ class WebServer:
                                f"within {START_TIMEOUT_S:.0f} s")
         if self._start_error is not None:
             raise self._start_error
+        if self.announce is not None:
+            self.announce(f"web: {self.spec.video} view at {self.shown_url}")
         return self
 
     def stop(self) -> None:
@@ -162,23 +160,30 @@ class WebServer:
     async def _serve(self) -> None:
         from aiohttp import web
 
+        from edgeseg.web.protocol import ConnGuard, loop_exception_handler
+
+        loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._snap_event = asyncio.Event()
+        self.guard = guard = ConnGuard(self.limits)
+        loop.set_exception_handler(loop_exception_handler(guard.gate))
         app = self.build_app()
+        # handler_cancellation: a stream's handler ends (and frees its slot) when its socket closes
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=2.0)
+                               shutdown_timeout=2.0, handler_cancellation=True)
         await runner.setup()
-        site = web.TCPSite(runner, self.spec.host, self.spec.port, ssl_context=self.ssl_ctx)
-        try:
-            await site.start()
+        assert runner.server is not None
+        try:  # our own listener: each connection gets the guarded handler (caps, header timeout)
+            listener = await loop.create_server(
+                guard.factory(runner.server, loop), self.spec.host, self.spec.port,
+                ssl=self.ssl_ctx, backlog=128)
         except OSError as e:
             await runner.cleanup()
             raise EdgesegError(f"web sink: cannot listen on {self.spec.host}:{self.spec.port} "
                                f"({e.strerror or e})") from None
-        addrs = runner.addresses
-        self.bound = [tuple(a) for a in addrs]
-        if addrs:
-            self.port = int(addrs[0][1])
+        self.bound = [tuple(s.getsockname()) for s in listener.sockets]
+        if self.bound:
+            self.port = int(self.bound[0][1])
         self._publish()
         self._ready.set()
         ticker = asyncio.ensure_future(self._tick())
@@ -189,16 +194,28 @@ class WebServer:
             ticker.cancel()
             self.hub.close()
             self._wake_snap()
+            for t in list(self.peer_tasks):
+                t.cancel()
             for pc in list(self.peers):
                 await pc.close()
+            listener.close()
             await runner.cleanup()
 
     async def _finish(self) -> None:
-        """Publish the last numbers and wait (up to ``linger_s``) until every open page got them."""
+        """Publish the last numbers, then keep serving them and the last frame for ``linger_s``
+        (a viewer who opens the page late still sees how the run ended)."""
         self._publish()
-        deadline = time.monotonic() + self.linger_s
-        while time.monotonic() < deadline and self.events_clients > 0:  # each leaves after "end"
-            await asyncio.sleep(0.05)
+        self._linger = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._linger.wait(), self.linger_s)
+        except asyncio.TimeoutError:
+            pass
+
+    def end_linger(self) -> None:
+        """Stop serving the final frame now (thread-safe; e.g. a second Ctrl-C, or a test)."""
+        loop, ev = self.loop, self._linger
+        if loop is not None and ev is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(ev.set)
 
     async def _tick(self) -> None:
         assert self.loop is not None
@@ -234,10 +251,9 @@ class WebServer:
     def build_app(self) -> web.Application:
         from aiohttp import web
 
-        app = web.Application(
-            client_max_size=MAX_BODY, middlewares=[self._guard],
-            handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
-                          "max_headers": MAX_HEADERS})
+        # line / header limits and keep-alive are set per connection (protocol.GuardedHandler)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app.on_response_prepare.append(self._secure_headers)
         pages = {"/"} | {self.spec.path}
         for p in sorted(pages):
             app.router.add_get(p, self._page)
@@ -259,23 +275,58 @@ class WebServer:
             given = auth[7:].strip()
         return hmac.compare_digest(given.encode(), self.token.encode())
 
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """421 / 400 for a Host that is not ours, 403 for a cross-origin POST, 401 without the
+        token; None when the request may go on."""
+        from aiohttp import web
+
+        host = request.headers.get("Host")
+        if not host:
+            return web.Response(status=400, text="400: a Host header is required\n")
+        if not host_allowed(host, self.spec.host, self.host_names):
+            return web.Response(status=421, text="421: this server does not answer for that "
+                                "Host (add the name with --web-host)\n")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(
+                request.headers.get("Origin"), host):
+            return web.Response(status=403, text="403: cross-origin request refused\n")
+        if not self._authorised(request):
+            return web.Response(status=401, text="401: this stream needs its token "
+                                "(?token=... or 'Authorization: Bearer ...')\n",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return None
+
     async def _guard_impl(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         from aiohttp import web
 
-        if not self._authorised(request):
-            resp: web.StreamResponse = web.Response(
-                status=401, text="401: this stream needs its token (?token=... or "
-                "'Authorization: Bearer ...')\n", headers={"WWW-Authenticate": "Bearer"})
-        else:
-            resp = await handler(request)
-        if not resp.prepared:
-            resp.headers.setdefault("Cache-Control", "no-store")
-            resp.headers["X-Content-Type-Options"] = "nosniff"
-            resp.headers["Referrer-Policy"] = "no-referrer"  # the token may be in the URL
-            resp.headers["X-Frame-Options"] = "DENY"
-        return resp
+        from edgeseg.web.protocol import GuardedHandler
+
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        proto = request.protocol if isinstance(request.protocol, GuardedHandler) else None
+        if proto is not None:
+            proto.begin()  # inside a handler: no header / idle deadline
+        try:
+            return await handler(request)
+        except web.HTTPException as e:  # 404 / 405: a plain response, the same headers
+            return web.Response(status=e.status, text=f"{e.status}: {e.reason}\n",
+                                headers={k: v for k, v in e.headers.items()
+                                         if k in ("Allow", "Retry-After")})
+        finally:
+            if proto is not None:
+                proto.end()
+
+    async def _secure_headers(self, request: web.Request, resp: web.StreamResponse) -> None:
+        """Every response (streams and errors too): see ``protocol.SECURITY_HEADERS``."""
+        from edgeseg.web.protocol import SECURITY_HEADERS
+
+        for k, v in SECURITY_HEADERS.items():
+            if k == "Cache-Control":
+                resp.headers.setdefault(k, v)
+            else:
+                resp.headers[k] = v
 
     @property
     def _guard(self) -> Any:
@@ -287,21 +338,13 @@ class WebServer:
 
         return guard
 
-    def _full(self) -> bool:
-        return self.viewers >= self.max_clients
-
-    def _busy(self) -> web.Response:
-        from aiohttp import web
-
-        return web.Response(status=503, text=busy_page(self.max_clients), content_type="text/html",
-                            headers={"Retry-After": "10"})
-
     async def _page(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        if self._full():
-            return self._busy()
+        # never refused when full: a reload must not lock its viewer out (the old page's
+        # stream is still closing); the page's stream is refused and retries instead
         html = render_page(title=self.title, token=self.token, video=self.spec.video,
+                           ice_timeout_s=self.limits.connect_timeout_s,
                            stream_fps=self.hub.stream_fps)
         return web.Response(text=html, content_type="text/html", headers={
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
@@ -319,97 +362,3 @@ class WebServer:
         body = {"ok": True, "ended": self.stats.ended, "frames": self.stats.frames,
                 "viewers": self.viewers}
         return web.Response(text=json.dumps(body), content_type="application/json")
-
-    async def _snapshot(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
-        vis, _, version, _ = self.hub.latest()
-        if vis is None:
-            return web.Response(status=503, text="no frame yet\n", headers={"Retry-After": "1"})
-        data = self.hub.jpeg
-        if data is None or self.hub.jpeg_version != version:
-            assert self.loop is not None
-            data = await self.loop.run_in_executor(None, encode_jpeg, vis, self.hub.jpeg_quality)
-        return web.Response(body=data, content_type="image/jpeg")
-
-    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
-        if self._full():
-            return self._busy()
-        self.viewers += 1
-        try:
-            resp = web.StreamResponse(headers={
-                "Content-Type": "multipart/x-mixed-replace; boundary=frame",
-                "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
-            await resp.prepare(request)
-            version = 0
-            while not self.hub.closed:
-                data, version = await self.hub.next_jpeg(version, timeout=5.0)
-                if data is None:
-                    continue
-                # X-Frame-Stamp: time.monotonic() when the frame reached the sink, so a viewer
-                # on this machine can measure sink-to-decoded latency (benchmarks/web_sink.py)
-                head = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                        + str(len(data)).encode() + b"\r\nX-Frame-Stamp: "
-                        + f"{self.hub.jpeg_stamp:.6f}".encode() + b"\r\n\r\n")
-                try:
-                    await asyncio.wait_for(resp.write(head + data + b"\r\n"), WRITE_TIMEOUT_S)
-                except (asyncio.TimeoutError, ConnectionError):
-                    break
-            return resp
-        finally:
-            self.viewers -= 1
-
-    async def _events(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
-        if self.events_clients >= self.max_clients + 2:  # a reload may overlap the old page
-            return self._busy()
-        self.events_clients += 1
-        try:
-            resp = web.StreamResponse(headers={
-                "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no"})
-            await resp.prepare(request)
-            seq = -1
-            while True:
-                snap = self.snap
-                if snap and snap["seq"] != seq:
-                    seq = snap["seq"]
-                    kind = "end" if snap["ended"] else "stats"
-                    msg = f"event: {kind}\ndata: {dumps(snap)}\n\n".encode()
-                    try:
-                        await asyncio.wait_for(resp.write(msg), WRITE_TIMEOUT_S)
-                    except (asyncio.TimeoutError, ConnectionError):
-                        break
-                    if snap["ended"]:
-                        break
-                if self.hub.closed:
-                    break
-                ev = self._snap_event
-                assert ev is not None
-                try:
-                    await asyncio.wait_for(ev.wait(), 15.0)
-                except asyncio.TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-            return resp
-        finally:
-            self.events_clients -= 1
-
-    async def _offer(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
-        from edgeseg.web.webrtc import answer_offer
-
-        if self._full():
-            return self._busy()
-        try:
-            body = await request.json()
-            sdp, kind = str(body["sdp"]), str(body["type"])
-        except (ValueError, KeyError, TypeError):
-            return web.Response(status=400, text="expected JSON {sdp, type}\n")
-        if kind != "offer":
-            return web.Response(status=400, text="expected an SDP offer\n")
-        answer = await answer_offer(self, sdp)
-        return web.Response(text=json.dumps(answer), content_type="application/json")

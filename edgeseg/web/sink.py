@@ -54,7 +54,11 @@ class WebSink(Sink):
         stream_fps: most frames a second sent to viewers (inference is not limited).
         model: shown on the page (variant, backend, precision, input_hw).
         power: called twice a second; returns ``{"available", "watts"}`` or a ``reason``.
-        linger_s: after the end, how long open pages get to receive the final summary.
+        linger_s: after the end, how long the final frame and summary stay served.
+        web_host: names (besides IP addresses and localhost) a browser may use in ``Host``.
+        limits: connection caps and timeouts (:class:`~edgeseg.web.limits.WebLimits`).
+        announce: called once with the URL (real port, token masked) when the server listens;
+            the same text is :attr:`shown_url`.
     """
 
     needs_visual = True
@@ -65,7 +69,8 @@ class WebSink(Sink):
         ssl_cert: str | Path | None = None, ssl_key: str | Path | None = None,
         max_clients: int = 4, jpeg_quality: int = 80, stream_fps: float = 15.0,
         model: dict[str, Any] | None = None, power: Callable[[], dict[str, Any]] | None = None,
-        linger_s: float = 1.5, title: str = "edgeseg",
+        linger_s: float = 1.5, title: str = "edgeseg", web_host: Sequence[str] = (),
+        limits: Any = None, announce: Callable[[str], Any] | None = None,
     ) -> None:
         from edgeseg.web.hub import FrameHub
         from edgeseg.web.server import WebServer, ssl_context
@@ -83,9 +88,11 @@ class WebSink(Sink):
         self.hub = FrameHub(jpeg_quality, stream_fps)
         self.stats = LiveStats(info, power)
         self.server = WebServer(spec, self.hub, self.stats, token=token, ssl_ctx=ctx,
-                                max_clients=max_clients, title=title, linger_s=linger_s)
+                                max_clients=max_clients, title=title, linger_s=linger_s,
+                                web_host=web_host, limits=limits, announce=announce)
         self.server.start()
         self.url = self.server.url
+        self.shown_url = self.server.shown_url
         self.name = f"{spec.scheme}://{spec.host}:{self.server.port}{'' if spec.path == '/' else spec.path}"
         self._t_first: float | None = None
         self._t_last = 0.0
@@ -134,7 +141,7 @@ class WebSink(Sink):
 def open_web_sink(spec: str, **kw: Any) -> WebSink:
     """The registry's opener for http / https / webrtc sinks (unknown options ignored)."""
     keys = ("classes", "palette", "token", "ssl_cert", "ssl_key", "max_clients", "jpeg_quality",
-            "stream_fps", "model", "power", "linger_s", "title")
+            "stream_fps", "model", "power", "linger_s", "title", "web_host", "limits", "announce")
     return WebSink(spec, **{k: v for k, v in kw.items() if k in keys and v is not None})
 
 

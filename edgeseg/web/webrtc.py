@@ -18,11 +18,15 @@ import numpy as np
 if TYPE_CHECKING:
     from edgeseg.web.server import WebServer
 
-__all__ = ["CLOCK_RATE", "answer_offer", "even_crop", "make_track"]
+__all__ = ["CLOCK_RATE", "OfferError", "answer_offer", "even_crop", "make_track"]
 
 CLOCK_RATE = 90_000  # RTP video clock
 OFFER_TIMEOUT_S = 10.0
 REPEAT_S = 1.0
+
+
+class OfferError(ValueError):
+    """An offer aiortc cannot answer (garbage SDP, no video): a 400, never a 500."""
 
 
 def even_crop(img: np.ndarray) -> np.ndarray:
@@ -76,12 +80,17 @@ def make_track(server: WebServer) -> Any:
     return HubTrack()
 
 
-async def answer_offer(server: WebServer, sdp: str) -> dict[str, str]:
-    """Answer a browser's offer with a VP8 video track; the peer holds a viewer slot until
-    its connection fails or closes (or the server stops)."""
-    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+async def answer_offer(server: WebServer, sdp: str, connect_timeout_s: float = 15.0,
+                       ) -> dict[str, str]:
+    """Answer a browser's offer with a VP8 video track. The peer holds a viewer slot from the
+    offer on; the slot is freed when the connection fails or closes, when the server stops, or
+    when ICE has not connected ``connect_timeout_s`` after the answer (a client that left, or
+    no usable ICE route: the page then falls back to MJPEG)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-    pc = RTCPeerConnection()
+    # no ICE servers: aiortc's default asks stun.l.google.com, which a robot's network may not
+    # reach (gathering then waits) and which need not learn that a viewer connected
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     server.peers.add(pc)
     server.viewers += 1
 
@@ -90,13 +99,21 @@ async def answer_offer(server: WebServer, sdp: str) -> dict[str, str]:
             server.peers.discard(pc)
             server.viewers -= 1
 
+    async def drop() -> None:
+        release()
+        await pc.close()
+
     @pc.on("connectionstatechange")
     async def _state() -> None:
         if pc.connectionState in ("failed", "closed"):
-            release()
-            await pc.close()
+            await drop()
 
-    try:
+    async def deadline() -> None:
+        await asyncio.sleep(connect_timeout_s)
+        if pc.connectionState != "connected":
+            await drop()
+
+    async def negotiate() -> None:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         pc.addTrack(make_track(server))
         vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
@@ -104,9 +121,20 @@ async def answer_offer(server: WebServer, sdp: str) -> dict[str, str]:
         for t in pc.getTransceivers():
             if t.kind == "video":
                 t.setCodecPreferences(vp8)
-        await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), OFFER_TIMEOUT_S)
+        await pc.setLocalDescription(await pc.createAnswer())
+
+    try:
+        try:  # the whole answer is bounded: an offer aiortc stalls on must not hold its slot
+            await asyncio.wait_for(negotiate(), OFFER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise OfferError(f"could not answer the offer within {OFFER_TIMEOUT_S:g} s") from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            # aiortc parses SDP loosely and fails deep inside (e.g. "None is not in list")
+            raise OfferError(f"cannot answer this SDP offer ({type(e).__name__})") from None
     except BaseException:
-        release()
-        await pc.close()
+        await drop()
         raise
+    task = asyncio.ensure_future(deadline())
+    server.peer_tasks.add(task)
+    task.add_done_callback(server.peer_tasks.discard)
     return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
