@@ -117,14 +117,15 @@ register_sink(IOKind(
 register_sink(IOKind(
     "webrtc", "edgeseg.web.sink:open_registered", schemes=("webrtc",), live=True,
     help="webrtc://HOST:PORT/name: the live page with a WebRTC (VP8) video"))
-# ROS bags through rosbags, no ROS needed (edgeseg/ros/bag.py).
+# ROS bags through rosbags, no ROS needed (edgeseg/ros/bag.py, bag_sink.py).
 register_source(IOKind(
     "rosbag", "edgeseg.ros.bag:open_bag_capture", schemes=("rosbag2",),
     suffixes=(".mcap", ".db3", ".bag"), probe="edgeseg.ros.probe:is_rosbag2_folder",
     help="ROS 2 bag folder, .mcap / .db3 file or ROS 1 .bag: ?topic=/camera/image_raw&start=SEC&end=SEC",
 ))
 register_sink(IOKind(
-    "rosbag", "edgeseg.ros.bag:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
+    "rosbag", "edgeseg.ros.bag_sink:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
     probe="edgeseg.ros.probe:is_rosbag2_sink",
-    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics (&ns=&outputs=&alpha=&class_ids=)",
+    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics "
+         "(&ns=&outputs=&alpha=&class_ids=&distro=humble|jazzy&partial=keep)",
 ))
