@@ -50,8 +50,9 @@ def normalized(tmp_path_factory) -> tuple[Path, dict]:
     """The export builder (the `--format deepstream` row): normalised ONNX + configs."""
     out = tmp_path_factory.mktemp("ds")
     steps: list[str] = []
-    report = build_deepstream(tiny_torch_model(), tiny_meta(), out, {"precision": "fp16"},
-                              steps.append)
+    # batch 3: the batch-dynamic ONNX test_nvinfer_config_for_normalized_onnx's 3 sources need
+    report = build_deepstream(tiny_torch_model(), tiny_meta(), out,
+                              {"precision": "fp16", "batch_size": 3}, steps.append)
     assert report["format"] == "deepstream" and any("parity" in s for s in steps)
     assert (out / INFER_CONFIG).is_file() and (out / APP_CONFIG).is_file()
     return out / "model.onnx", report["onnx"]
@@ -231,3 +232,31 @@ def test_export_cli_deepstream_and_triton(tmp_path, monkeypatch):
     listed = runner.invoke(app, ["export", "--formats", "--json"])
     names = [r["format"] for r in __import__("json").loads(listed.output)["formats"]]
     assert {"triton", "deepstream"} <= set(names)
+
+
+def test_several_sources_export_a_batch_dynamic_onnx(tmp_path):
+    # issue 32 item 7: two --source wrote batch-size=2 beside a static [1,3,H,W] ONNX, which
+    # nvdsinfer refuses ("Backend has maxBatchSize 1 whereas 2 has been requested")
+    import onnx
+
+    from edgeseg.deploy.deepstream import onnx_max_batch, write_deepstream
+    from edgeseg.runtime.onnxruntime_backend import make_session
+
+    out = tmp_path / "ds"
+    srcs = ["file:///a.mp4", "rtsp://cam/1"]
+    report = build_deepstream(tiny_torch_model(), tiny_meta(), out,
+                              {"precision": "fp16", "sources": srcs}, lambda _m: None)
+    assert report["properties"]["batch-size"] == "2"
+    dims = onnx.load(str(out / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [
+        3, *tiny_meta().input_hw]  # batch only: H and W fixed
+    sess, _ = make_session(out / "model.onnx", threads=1)
+    x = np.zeros((2, 3, *tiny_meta().input_hw), np.float32)
+    assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape[0] == 2
+    # a static ONNX with several sources: refused, nothing written
+    static = tmp_path / "s"
+    build_deepstream(tiny_torch_model(), tiny_meta(), static, {"precision": "fp16"}, lambda _m: None)
+    assert onnx_max_batch(static / "model.onnx") == 1
+    with pytest.raises(EdgesegError, match="at most 1; nvinfer batch-size 2 needs a batch-dynamic"):
+        write_deepstream(tmp_path / "t", static / "model.onnx", sources=srcs)
+    assert not (tmp_path / "t").exists()

@@ -915,3 +915,18 @@ def test_readme_run_function_mounts_jtop_only_when_running_and_passes_the_board(
     # A host without the model file: an empty variable, which detection ignores.
     args = _run_jetson_function(tmp_path, sock_path, none)
     assert f"{ENV_BOARD}=" in args
+
+
+def test_jetson_ros_keeps_jetpack_opencv_with_gstreamer() -> None:
+    # issue 32 item 14: ros-humble-v4l2-camera pulled cv-bridge and Ubuntu's OpenCV 4.5 over
+    # JetPack's 4.8 GStreamer build; the ROS image installs nothing that depends on cv_bridge
+    # and checks, after the ROS packages, that cv2 still has GStreamer.
+    path = ALL_DOCKERFILES["jetson-ros"]
+    body = "\n".join(runs(path))
+    for pulls_opencv in ("v4l2-camera", "cv-bridge", "image-transport-plugins", "python3-opencv",
+                         "libopencv-dev", "vision-opencv"):
+        assert pulls_opencv not in body, pulls_opencv
+    ros = body.index("ros-${ROS_DISTRO}-ros-base")
+    check = body.find("verify_env.py --system-opencv --require gstreamer", ros)
+    assert check > ros, "no GStreamer check after the ROS packages"
+    assert "gstreamer" in load_verify_env().CHECKS

@@ -190,3 +190,63 @@ def test_container_board_from_the_environment(tmp_path: Path) -> None:
                environ={"EDGESEG_BOARD": "NVIDIA Jetson AGX Orin Developer Kit"})
     assert f.jetson and f.board == "NVIDIA Jetson AGX Orin Developer Kit"
     assert f.profile == "jetson-agx-orin" and "EDGESEG_BOARD" in str(f.profile_source)
+
+
+# --- TensorRT 11 (issue 32 items 11, 12) ---------------------------------------------------------
+
+
+class _Registry11:
+    """TensorRT 11's IPluginRegistry lookup: get_creator only (get_plugin_creator removed)."""
+
+    def __init__(self, names: set[tuple[str, str]]) -> None:
+        self.names = names
+
+    def get_creator(self, name: str, version: str, plugin_namespace: str = "") -> object | None:
+        return object() if (name, version) in self.names else None
+
+
+class _Registry86:
+    def get_plugin_creator(self, type: str, version: str, plugin_namespace: str = "") -> object | None:
+        return object() if (type, version) == ("ModulatedDeformConv2d", "1") else None
+
+
+def test_plugin_lookup_on_tensorrt_11_and_8() -> None:
+    from edgeseg.doctor.facts import plugin_registered
+
+    assert plugin_registered(_Registry11({("ModulatedDeformConv2d", "1")}), "ModulatedDeformConv2d", "1")
+    assert not plugin_registered(_Registry11(set()), "ModulatedDeformConv2d", "1")
+    assert plugin_registered(_Registry86(), "ModulatedDeformConv2d", "1")
+
+
+def test_gather_python_on_a_tensorrt_11_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tensorrt module with 11's surface: no get_plugin_creator on the registry
+    import sys
+    import types
+
+    from edgeseg.doctor.facts import gather_python
+    from edgeseg.runtime import trt_engine
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "11.0.0.1"  # type: ignore[attr-defined]
+    trt.Builder = object  # type: ignore[attr-defined]
+    trt.Logger = type("Logger", (), {"WARNING": 2, "VERBOSE": 4, "__init__": lambda self, s=0: None})  # type: ignore[attr-defined]
+    trt.ILogger = trt.Logger  # type: ignore[attr-defined]
+    trt.init_libnvinfer_plugins = lambda logger, ns: True  # type: ignore[attr-defined]
+    trt.get_plugin_registry = lambda: _Registry11({("ModulatedDeformConv2d", "1")})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "torch2trt", None)  # not installed
+    monkeypatch.setattr(trt_engine, "_process", {"logger": None, "plugins": False})
+    f = gather_python()
+    assert f.tensorrt == "11.0.0.1" and f.deform_plugin is True and f.tensorrt_error is None
+
+
+def test_torch2trt_hint_on_tensorrt_11(tmp_path: Path) -> None:
+    root = _root(tmp_path, "NVIDIA Jetson AGX Orin Developer Kit", "nvidia,p3701-0000 nvidia,tegra234",
+                 R36_4, pmode=0, pinned=True, jtop=True)
+    for t2t in ({"torch2trt": None, "torch2trt_error": "AttributeError: IInt8Calibrator"},
+                {"torch2trt": "0.5.0"}):
+        rows = _rows(doctor(root, _jetson_python(tensorrt="11.0.0", **t2t), machine="aarch64"))
+        assert rows["torch2trt"][:2] == ("WARN", "torch2trt does not support TensorRT 11; use "
+                                         "--format engine"), rows["torch2trt"]
+        assert "git clone" not in rows["torch2trt"][2]
+        assert rows["DLA cores"][1] == "2 (--dla-core 0..1)"  # DLA stays on TensorRT 11

@@ -120,3 +120,69 @@ def test_engine_for_onnx_builds_once_then_reuses(monkeypatch, tmp_path: Path) ->
     assert fk.events.count("build") == 2
     assert any(s.startswith("rebuilding") and "GPU Orin (sm_87) -> Orin Nano (sm_87)" in s
                for s in said)
+
+
+# --- the whole build in the key (issue 32 item 13) ------------------------------------------------
+
+
+def _facts(**kw):
+    from edgeseg.artifacts.engine_cache import build_facts
+    from edgeseg.deploy.trt_compat import plan_build
+
+    plan = plan_build("10.3.0", "fp16", dla_core=kw.pop("dla", None),
+                      gpu_fallback=kw.pop("gpu_fallback", True),
+                      workspace_mib=kw.pop("workspace", 512))
+    args = {"edgeseg_version": "0.1.0", "profile": None, "cuda_major": 12,
+            "module": "NVIDIA Jetson AGX Orin Developer Kit"}
+    args.update(kw)
+    return build_facts(args["edgeseg_version"], plan, args["profile"], args["cuda_major"],
+                       args["module"])
+
+
+def _key(**kw) -> EngineKey:
+    return EngineKey.make("ab" * 32, "10.3.0.30", "Orin", "8.7", None, "fp16", [1, 3, 512, 1024],
+                          _facts(**kw))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"edgeseg_version": "0.2.0"}, "edgeseg_version 0.1.0 -> 0.2.0"),
+    ({"workspace": 1024}, "build plan changed"),
+    ({"gpu_fallback": False, "dla": 0}, "build plan changed"),  # GPU fallback: a DLA option
+    ({"profile": {"min": [1, 3, 512, 1024], "opt": [2, 3, 512, 1024], "max": [4, 3, 512, 1024]}},
+     "profile None -> "),
+    ({"cuda_major": 13}, "cuda_major 12 -> 13"),
+    ({"module": "NVIDIA Jetson Orin NX Engineering Reference Developer Kit"},
+     "module NVIDIA Jetson AGX Orin"),
+    ({"module": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super"}, "Orin Nano"),
+])
+def test_key_tells_builds_apart(change: dict, words: str) -> None:
+    base = _key(dla=change["dla"]) if "dla" in change else _key()
+    other = _key(**change)
+    assert other != base and other.digest != base.digest
+    assert other.filename("m") != base.filename("m")
+    assert any(words in d for d in other.differences(base)), other.differences(base)
+    assert _key() == _key()  # the same facts, the same key
+
+
+def test_facts_survive_the_sidecar_and_old_sidecars_rebuild(tmp_path: Path) -> None:
+    key = _key()
+    cache, calls = EngineCache(tmp_path), []
+    path = cache.get_or_build(key, "m", _builder(calls, key))
+    side = json.loads(path.with_name(path.name + ".json").read_text())
+    assert side["cache_facts"]["module"] == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert EngineKey.from_sidecar(side) == key
+    assert cache.get_or_build(key, "m", _builder(calls, key)) == path and len(calls) == 1
+    nano = _key(module="NVIDIA Jetson Orin Nano Developer Kit")
+    found, why = cache.lookup(nano, "m")
+    assert found is None and "module" in why and "Orin Nano" in why
+
+
+def test_cuda_major_and_module_identity() -> None:
+    from edgeseg.artifacts.engine_cache import cuda_major_from_dists, jetson_module
+
+    assert cuda_major_from_dists(["numpy", "tensorrt-cu12", "tensorrt_cu12_libs"]) == 12
+    assert cuda_major_from_dists(["tensorrt_cu13_bindings", "tensorrt"]) == 13
+    assert cuda_major_from_dists(["tensorrt", "torch"]) is None  # JetPack's, no wheel
+    assert jetson_module("NVIDIA Jetson Orin NX Developer Kit\x00") == "NVIDIA Jetson Orin NX Developer Kit"
+    assert jetson_module(None, 16, 30_000) == "16 SMs, 29 GiB"
+    assert jetson_module(None, 8, 7_600) != jetson_module(None, 8, 15_600)

@@ -23,7 +23,8 @@ from edgeseg.cli import app
 from edgeseg.data.cityscapes import CLASSES, PALETTE, TRAIN_ID_TO_ID
 from edgeseg.errors import EdgesegError
 from edgeseg.ros import messages as m
-from edgeseg.ros.bag import BagCapture, BagSink, list_topics, parse_bag_sink, parse_bag_source
+from edgeseg.ros.bag import BagCapture, list_topics, parse_bag_source
+from edgeseg.ros.bag_sink import BagSink, parse_bag_sink
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -389,6 +390,200 @@ def test_rosbag2_folder_sink_sqlite3(seg: Any, mcap_bag: tuple[Path, list[np.nda
         run_lib(seg, str(path), f"rosbag2:{out}")
 
 
+# Humble's reading rules, from ros2/rosbag2 branch humble: rosbag2_storage's yaml.hpp (the
+# metadata.yaml decoder called by metadata_io.cpp) and rosbag2_transport's qos.cpp. yaml-cpp's
+# as<std::string> takes a scalar only (a YAML list -> BadConversion: Jazzy's version 9 QoS list
+# is what broke `ros2 bag info` on Humble), as<int>/as<uint64_t> a scalar that parses as a
+# number ("keep_last" -> BadConversion), as<bool> y/yes/true/on or n/no/false/off; keys Humble
+# does not know (type_description_hash, ros_distro) are never looked up.
+_NULL = "tag:yaml.org,2002:null"
+
+
+def _key(node: Any, key: str) -> Any:
+    import yaml
+
+    assert isinstance(node, yaml.MappingNode), f"{key}: parent is not a map"
+    for k, v in node.value:
+        if k.value == key:
+            return v
+    raise AssertionError(f"{key}: missing (yaml-cpp InvalidNode)")
+
+
+def _scalar(node: Any, what: str) -> str:
+    import yaml
+
+    assert isinstance(node, yaml.ScalarNode) and node.tag != _NULL, f"{what}: not a scalar"
+    return str(node.value)
+
+
+def _as_int(node: Any, what: str, unsigned: bool = False) -> int:
+    text = _scalar(node, what)
+    assert text.lstrip("+" if unsigned else "+-").isdigit(), f"{what}: {text!r} is not an int"
+    return int(text)
+
+
+def _as_bool(node: Any, what: str) -> bool:
+    text = _scalar(node, what).lower()
+    assert text in ("y", "yes", "true", "on", "n", "no", "false", "off"), f"{what}: {text!r}"
+    return text in ("y", "yes", "true", "on")
+
+
+def humble_qos(text: str) -> list[dict[str, int]]:
+    """rosbag2_transport (humble) qos.cpp: YAML::Load(string).as<std::vector<Rosbag2QoS>>()."""
+    import yaml
+
+    if not text:
+        return []
+    seq = yaml.compose(text, Loader=yaml.SafeLoader)
+    assert isinstance(seq, yaml.SequenceNode), "offered_qos_profiles: not a sequence of QoS"
+    out = []
+    for q in seq.value:
+        got = {k: _as_int(_key(q, k), k) for k in ("history", "depth", "reliability",
+                                                   "durability", "liveliness")}
+        for k in ("deadline", "lifespan", "liveliness_lease_duration"):  # rmw_time_t
+            _as_int(_key(_key(q, k), "sec"), f"{k}.sec", True)
+            _as_int(_key(_key(q, k), "nsec"), f"{k}.nsec", True)
+        _as_bool(_key(q, "avoid_ros_namespace_conventions"), "avoid_ros_namespace_conventions")
+        out.append(got)
+    return out
+
+
+def humble_metadata(text: str, embedded: bool = False) -> dict[str, Any]:
+    """rosbag2_storage (humble) yaml.hpp convert<BagMetadata>::decode, field by field (from
+    metadata.yaml, or ``embedded``: the BagMetadata node an MCAP's rosbag2 record holds)."""
+    import yaml
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = root if embedded else _key(root, "rosbag2_bagfile_information")
+    version = _as_int(_key(root, "version"), "version")
+    _scalar(_key(root, "storage_identifier"), "storage_identifier")
+    _as_int(_key(_key(root, "duration"), "nanoseconds"), "duration", True)
+    _as_int(_key(_key(root, "starting_time"), "nanoseconds_since_epoch"), "starting_time", True)
+    _as_int(_key(root, "message_count"), "message_count", True)
+    topics = {}
+    for info in _key(root, "topics_with_message_count").value:
+        tm = _key(info, "topic_metadata")
+        name = _scalar(_key(tm, "name"), "name")
+        _scalar(_key(tm, "type"), "type")
+        _scalar(_key(tm, "serialization_format"), "serialization_format")
+        qos = humble_qos(_scalar(_key(tm, "offered_qos_profiles"), "offered_qos_profiles")
+                         if version >= 4 else "")
+        topics[name] = (_as_int(_key(info, "message_count"), "message_count", True), qos)
+    paths = [_scalar(n, "relative_file_paths") for n in _key(root, "relative_file_paths").value]
+    if version >= 3:
+        _scalar(_key(root, "compression_format"), "compression_format")  # '' is a scalar
+        _scalar(_key(root, "compression_mode"), "compression_mode")
+    files = [_scalar(_key(f, "path"), "files.path") for f in _key(root, "files").value] \
+        if version >= 5 else []
+    return {"version": version, "topics": topics, "paths": paths, "files": files}
+
+
+def test_humble_rules_refuse_jazzy_metadata() -> None:
+    # the rules above reject what Jazzy writes (version 9: QoS as a list, string enums)
+    v9 = """rosbag2_bagfile_information:
+  version: 9
+  storage_identifier: mcap
+  duration: {nanoseconds: 0}
+  starting_time: {nanoseconds_since_epoch: 5}
+  message_count: 1
+  topics_with_message_count:
+  - message_count: 1
+    topic_metadata:
+      name: /a
+      type: std_msgs/msg/String
+      serialization_format: cdr
+      offered_qos_profiles:
+      - {history: keep_last, depth: 1, reliability: reliable, durability: volatile}
+  relative_file_paths: [a.mcap]
+"""
+    with pytest.raises(AssertionError, match="offered_qos_profiles: not a scalar"):
+        humble_metadata(v9)
+    with pytest.raises(AssertionError, match="'keep_last' is not an int"):
+        humble_qos("- {history: keep_last, depth: 1}")
+
+
+DURABILITY = {t: "TRANSIENT_LOCAL" if t.endswith("label_info") else "VOLATILE" for t in OUT_TOPICS}
+
+
+def rosbags_durability(folder: Path) -> dict[str, str]:
+    """``{topic: durability}`` as rosbags' rosbag2 Reader parses the metadata's QoS."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(folder) as r:
+        return {c.topic: c.ext.offered_qos_profiles[0].durability.name for c in r.connections}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_rosbag2_sink_humble_reads_it(seg: Any, mcap_bag: tuple[Path, list[np.ndarray]],
+                                      tmp_path: Path, storage: str) -> None:
+    # issue 32 items 1 and 4: version 8 with the QoS string Humble parses (the default distro),
+    # the storage file named as the folder, the metadata naming it; rosbags reads it back.
+    path, decoded = mcap_bag
+    out = tmp_path / "seg_bag"
+    run_lib(seg, str(path), f"rosbag2:{out}?storage={storage}")
+    ext = ".mcap" if storage == "mcap" else ".db3"
+    assert sorted(f.name for f in out.iterdir()) == sorted(["metadata.yaml", f"seg_bag{ext}"])
+    meta = humble_metadata((out / "metadata.yaml").read_text())
+    assert meta["version"] == 8
+    assert meta["paths"] == [f"seg_bag{ext}"] and meta["files"] in ([], [f"seg_bag{ext}"])
+    assert set(meta["topics"]) == set(OUT_TOPICS)
+    count, (qos,) = meta["topics"]["/edgeseg/label_info"]
+    # rmw enums: KEEP_LAST 1, RELIABLE 1, TRANSIENT_LOCAL 1 (volatile 2), AUTOMATIC 1
+    assert count == 1 and qos == {"history": 1, "depth": 1, "reliability": 1, "durability": 1,
+                                  "liveliness": 1}
+    assert meta["topics"]["/edgeseg/class_mask"][1][0]["durability"] == 2
+    assert rosbags_durability(out) == DURABILITY
+    check_outputs(out, seg, decoded)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_rosbag2_sink_jazzy_distro(seg: Any, mcap_bag: tuple[Path, list[np.ndarray]],
+                                   tmp_path: Path) -> None:
+    import yaml
+
+    path, decoded = mcap_bag
+    out = tmp_path / "j_bag"
+    run_lib(seg, str(path), f"rosbag2:{out}?distro=jazzy")
+    assert yaml.safe_load((out / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"]["version"] == 9
+    assert rosbags_durability(out) == DURABILITY
+    assert (out / "j_bag.mcap").is_file()
+    with pytest.raises(AssertionError, match="offered_qos_profiles"):
+        humble_metadata((out / "metadata.yaml").read_text())  # Jazzy's, as asked
+    check_outputs(out, seg, decoded)
+    with pytest.raises(EdgesegError, match="distro must be humble or jazzy"):
+        parse_bag_sink("rosbag2:x?distro=foxy")
+
+
+def test_bare_mcap_read_by_mcap_ros2(seg: Any, mcap_bag: tuple[Path, list[np.ndarray]],
+                                     tmp_path: Path) -> None:
+    # An independent reader (mcap + mcap-ros2-support): the embedded rosbag2 metadata names the
+    # final file and is Humble's version 8; every mask decodes equal to the Segmenter's.
+
+    reader_mod = pytest.importorskip("mcap.reader", reason="pip install mcap")
+    decoder_mod = pytest.importorskip("mcap_ros2.decoder", reason="pip install mcap-ros2-support")
+    path, decoded = mcap_bag
+    out = tmp_path / "seg.mcap"
+    run_lib(seg, str(path), str(out))
+    with out.open("rb") as f:
+        r = reader_mod.make_reader(f, decoder_factories=[decoder_mod.DecoderFactory()])
+        embedded = {md.name: md.metadata for md in r.iter_metadata()}
+        meta = humble_metadata(embedded["rosbag2"]["serialized_metadata"], embedded=True)
+        assert meta["version"] == 8 and meta["paths"] == ["seg.mcap"]
+        masks: list[np.ndarray] = []
+        for _schema, channel, message, msg in r.iter_decoded_messages():
+            humble_qos(channel.metadata["offered_qos_profiles"])
+            if channel.topic == "/edgeseg/class_mask":
+                assert msg.encoding == "mono8" and msg.header.frame_id == FRAME_ID
+                assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == message.log_time
+                masks.append(np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+                             [:, : msg.width])
+    assert len(masks) == len(decoded)
+    for got, img in zip(masks, decoded):
+        assert (got == seg(img)).all()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 def test_cli_bag_to_mcap(checkpoint: Path, tmp_path: Path, seg: Any) -> None:
     src = tmp_path / "in_bag"
     inputs = write_bag(src, "sqlite3")
@@ -406,28 +601,68 @@ def test_cli_bag_to_mcap(checkpoint: Path, tmp_path: Path, seg: Any) -> None:
     assert r.exit_code == 0 and {t["topic"] for t in json.loads(r.stdout)} == {TOPIC, "/imu/temperature"}
 
 
-def _bad_encoding_bag(path: Path) -> None:
+def _encodings_bag(path: Path, encodings: list[str]) -> None:
+    """One frame per encoding on TOPIC; the pixels are bgr8's, so an unsupported encoding
+    fails at its frame."""
     store = m.rosbags_typestore()
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
         conn = w.add_connection(TOPIC, m.IMAGE, typestore=store)
-        for i, enc in enumerate(("bgr8", "bgr8", "bayer_rggb8")):
+        for i, enc in enumerate(encodings):
             msg = m.bgr_to_image(TYPES, frames(1)[0], "bgr8", m.make_header(TYPES, STAMP0 + i * DT, FRAME_ID))
             msg.encoding = enc
             w.write(conn, STAMP0 + i * DT, store.serialize_cdr(msg, m.IMAGE))
 
 
-def test_errors_mid_bag_finalise_output(seg: Any, tmp_path: Path) -> None:
-    src = tmp_path / "bad"
-    _bad_encoding_bag(src)
-    out = tmp_path / "out.mcap"
-    with pytest.raises(EdgesegError, match="unsupported image encoding 'bayer_rggb8'"):
-        run_lib(seg, str(src), str(out))
-    got = read_bag(out)  # finalised and readable: the two good frames are in it
-    assert len(got["/edgeseg/class_mask"]) == 2 and len(got["/edgeseg/label_info"]) == 1
-    # truncated bags (a recording cut off): one line at open, before any output exists
-    for kind in ("mcap", "sqlite3", "ros1"):
+def _no_output(tmp_path: Path, *names: str) -> None:
+    for name in names:
+        assert not (tmp_path / name).exists(), name
+    assert not list(tmp_path.glob(".*partial*")), "a staging folder was left behind"
+
+
+def test_error_mid_run_leaves_no_output(checkpoint: Path, tmp_path: Path) -> None:
+    # issue 32 item 2: 5 bgr8 frames then a 16UC1 one used to leave a finished 5-frame mcap,
+    # an unsupported first frame an empty mcap / an empty rosbag2 folder.
+    late, first = tmp_path / "late", tmp_path / "first"
+    _encodings_bag(late, ["bgr8"] * 5 + ["16UC1"])
+    _encodings_bag(first, ["bayer_rggb8"])
+    mcap, folder = str(tmp_path / "out.mcap"), f"rosbag2:{tmp_path / 'out_bag'}"
+    for src, sink in ((late, mcap), (late, folder), (first, mcap), (first, folder + "?storage=sqlite3")):
+        r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(src),
+                                     "--sink", sink])
+        last = r.output.strip().splitlines()[-1]  # after the progress lines: one error line
+        assert r.exit_code == 2 and last.startswith("error: unsupported"), r.output
+        assert "Traceback" not in r.output
+        _no_output(tmp_path, "out.mcap", "out_bag")
+    # asked for: the partial, under a name that says so, readable, with the 5 good frames
+    r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(late),
+                                 "--sink", f"{tmp_path / 'out.mcap'}?partial=keep"])
+    assert r.exit_code == 2
+    _no_output(tmp_path, "out.mcap")
+    got = read_bag(tmp_path / "out.partial.mcap")
+    assert len(got["/edgeseg/class_mask"]) == 5 and len(got["/edgeseg/label_info"]) == 1
+
+
+def test_empty_bag_is_an_error(checkpoint: Path, tmp_path: Path) -> None:
+    # issue 32 item 3: a connection with 0 messages exited 0 with "frames 0" and an empty bag
+    src = tmp_path / "empty"
+    _encodings_bag(src, [])
+    for sink in (str(tmp_path / "out.mcap"), f"rosbag2:{tmp_path / 'out_bag'}"):
+        r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(src),
+                                     "--sink", sink])
+        assert r.exit_code == 2 and "has no messages" in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+        _no_output(tmp_path, "out.mcap", "out_bag")
+
+
+class _Frame:  # a frame from a source with no stamps (a video file)
+    def __init__(self, i: int, h: int = 8, w: int = 10) -> None:
+        self.index, self.image, self.name = i, frames(1, h, w)[0], f"{i}"
+
+
+def test_truncated_bags_one_line_before_any_output(seg: Any, tmp_path: Path) -> None:
+    for kind in ("mcap", "sqlite3", "ros1"):  # a recording cut off
         src = tmp_path / ("t.bag" if kind == "ros1" else f"t_{kind}")
         write_bag(src, kind)
         f = src if kind == "ros1" else next(src.glob("*.mcap" if kind == "mcap" else "*.db3"))
@@ -437,6 +672,27 @@ def test_errors_mid_bag_finalise_output(seg: Any, tmp_path: Path) -> None:
         with pytest.raises(EdgesegError, match=f"cannot read bag {cut}: truncated or corrupt") as e:
             run_lib(seg, str(cut), str(out2))
         assert "\n" not in str(e.value) and not out2.exists()
+
+
+def test_bag_sink_hostile_full_disk_and_no_frames(tmp_path: Path) -> None:
+    import errno
+
+    def full(*a: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    sink = BagSink(str(tmp_path / "o.mcap?outputs=class_mask"), classes=CLASSES, palette=PALETTE)
+    sink._put = full  # type: ignore[method-assign]
+    sink.write(_Frame(0), np.zeros((8, 10), np.uint8), None)
+    with pytest.raises(EdgesegError, match="cannot write the bag [(]No space left") as e:
+        sink.close()
+    assert "\n" not in str(e.value)
+    _no_output(tmp_path, "o.mcap")
+    sink = BagSink(f"rosbag2:{tmp_path / 'b'}", classes=CLASSES, palette=PALETTE)
+    with pytest.raises(EdgesegError, match="no frames reached it"):
+        sink.close()
+    _no_output(tmp_path, "b")
+    sink.close()  # idempotent
+    sink.abort()
 
 
 def test_bag_sink_without_stamps_uses_frame_rate(tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """Engine cache: one TensorRT engine per (ONNX sha256, TensorRT release, GPU and compute
-capability, DLA core, precision, input shape), reused by ``run`` and ``bench`` and rebuilt with
-one line saying what changed.
+capability, DLA core, precision, input shape) plus the build facts (:func:`build_facts`: the
+edgeseg version, a hash of the whole build plan with its workspace and GPU-fallback options,
+the optimisation profile's min/opt/max, the CUDA major of the TensorRT wheel, and the exact
+Jetson module, since AGX Orin, Orin NX and Orin Nano all report the GPU "Orin" and sm_87),
+reused by ``run`` and ``bench`` and rebuilt with one line saying what changed.
 
 Engine files stay plain serialized plans (trtexec, DeepStream and Triton load them); what they
 were built from lives in their sidecar (``<engine>.json``), whose fields are the key. Names
@@ -22,13 +25,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.atomic import atomic_write_text
 from edgeseg.errors import EdgesegError
 
 __all__ = [
     "ENV_ENGINE_CACHE",
     "EngineCache",
     "EngineKey",
+    "build_facts",
+    "cuda_major_from_dists",
     "default_cache_dir",
+    "jetson_module",
+    "plan_digest",
 ]
 
 ENV_ENGINE_CACHE = "EDGESEG_ENGINE_CACHE"
@@ -61,6 +69,43 @@ def _cc(cc: str) -> str:
     return text
 
 
+def plan_digest(plan: Any) -> str:
+    """sha256 of a build plan (a dataclass or mapping) as sorted JSON: every builder flag,
+    workspace, GPU fallback, network flag; its warnings (words, not build inputs) left out."""
+    d = asdict(plan) if hasattr(plan, "__dataclass_fields__") else dict(plan)
+    d.pop("warnings", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cuda_major_from_dists(names: Sequence[str]) -> int | None:
+    """The CUDA major the TensorRT wheel targets, from installed distribution names
+    (``tensorrt-cu12``, ``tensorrt_cu13_libs``); None where TensorRT is no wheel (JetPack)."""
+    majors = {int(m.group(1)) for n in names
+              if (m := re.fullmatch(r"tensorrt[-_]cu(\d+)(?:[-_].*)?", n.lower()))}
+    return max(majors) if majors else None
+
+
+def jetson_module(model: str | None, sm_count: int | None = None,
+                  total_mem_mib: int | None = None) -> str:
+    """The exact module: the device-tree model string (``NVIDIA Jetson Orin NX Engineering
+    Reference Developer Kit``), else SM count and memory where known, else ''."""
+    text = (model or "").replace("\x00", "").strip()
+    if text:
+        return text
+    if sm_count and total_mem_mib:
+        return f"{sm_count} SMs, {round(total_mem_mib / 1024)} GiB"
+    return ""
+
+
+def build_facts(edgeseg_version: str, plan: Any, profile: Mapping[str, Sequence[int]] | None,
+                cuda_major: int | None, module: str) -> dict[str, Any]:
+    """What else an engine depends on, as the JSON its sidecar keeps (``cache_facts``)."""
+    prof = None if profile is None else {k: [int(v) for v in profile[k]]
+                                         for k in ("min", "opt", "max")}
+    return {"edgeseg_version": str(edgeseg_version), "plan_sha256": plan_digest(plan),
+            "profile": prof, "cuda_major": cuda_major, "module": str(module)}
+
+
 @dataclass(frozen=True)
 class EngineKey:
     """What an engine depends on; two engines with equal keys are interchangeable."""
@@ -72,20 +117,27 @@ class EngineKey:
     dla_core: int | None
     precision: str
     input_shape: tuple[int, ...]
+    facts: str = "{}"  # build_facts() as sorted JSON (hashable, compared whole)
 
     @classmethod
     def make(cls, onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str,
-             dla_core: int | None, precision: str, input_shape: Sequence[int]) -> EngineKey:
+             dla_core: int | None, precision: str, input_shape: Sequence[int],
+             facts: Mapping[str, Any] | None = None) -> EngineKey:
         return cls(onnx_sha256, _release(trt_version), str(gpu_name), _cc(compute_capability),
                    None if dla_core is None else int(dla_core), str(precision),
-                   tuple(int(v) for v in input_shape))
+                   tuple(int(v) for v in input_shape),
+                   json.dumps(dict(facts or {}), sort_keys=True))
 
     @classmethod
     def from_sidecar(cls, d: Mapping[str, Any]) -> EngineKey:
         """The key an engine's sidecar (``EngineSidecar.to_dict()``) describes."""
         return cls.make(d.get("onnx_sha256", ""), d["trt_version"], d["gpu_name"],
                         d["compute_capability"], d.get("dla_core"), d["precision"],
-                        d["input_shape"])
+                        d["input_shape"], d.get("cache_facts") or {})
+
+    @property
+    def fact_dict(self) -> dict[str, Any]:
+        return dict(json.loads(self.facts))
 
     @property
     def digest(self) -> str:
@@ -113,6 +165,12 @@ class EngineKey:
         if other.input_shape != self.input_shape:
             out.append(f"input {'x'.join(map(str, other.input_shape))} -> "
                        f"{'x'.join(map(str, self.input_shape))}")
+        mine, theirs = self.fact_dict, other.fact_dict
+        for name in sorted(set(mine) | set(theirs)):
+            if mine.get(name) != theirs.get(name):
+                was, now = theirs.get(name), mine.get(name)
+                short = name == "plan_sha256"  # a hash: say that it changed, not the digits
+                out.append("build plan changed" if short else f"{name} {was} -> {now}")
         return out
 
 
@@ -180,7 +238,11 @@ class EngineCache:
         build(path, self.timing_cache_path(key))
         side = path.with_name(path.name + ".json")
         try:
-            built = EngineKey.from_sidecar(json.loads(side.read_text()))
+            data = json.loads(side.read_text())
+            # the builder knows the engine; the cache adds the facts it is keyed on
+            data["cache_facts"] = key.fact_dict
+            atomic_write_text(side, json.dumps(data, indent=2, sort_keys=True) + "\n")
+            built = EngineKey.from_sidecar(data)
         except (OSError, ValueError, KeyError) as e:
             raise EdgesegError(f"build wrote no readable sidecar for {path.name} ({e})") from None
         if built != key:

@@ -95,6 +95,7 @@ class EngineSidecar:
         build_s: seconds the TensorRT build took (None when not measured).
         dla_placement: for DLA engines, ``{"dla": n, "gpu": m, "gpu_layers": [...]}`` from
             the builder's per-layer ``can_run_on_DLA``.
+        cache_facts: for an engine in the engine cache, the further facts it is keyed on.
     """
 
     trt_version: str
@@ -110,6 +111,7 @@ class EngineSidecar:
     builder: str = "onnx"
     build_s: float | None = None
     dla_placement: dict[str, Any] | None = None
+    cache_facts: dict[str, Any] | None = None  # engine_cache.build_facts() of a cached engine
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:

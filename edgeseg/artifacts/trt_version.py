@@ -146,8 +146,9 @@ class TrtFeatures:
 
     @property
     def has_dla(self) -> bool:
-        """DLA support (builder DLA_core, DeviceType.DLA): up to 10.x; TensorRT 11 has no DLA."""
-        return self.version.major < 11
+        """DLA support (builder DLA_core, DeviceType.DLA, can_run_on_DLA): every supported
+        release, TensorRT 11's bindings included."""
+        return True
 
     @property
     def progress_monitor(self) -> bool:

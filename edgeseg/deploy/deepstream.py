@@ -133,6 +133,7 @@ def export_normalized_onnx(
     width: int | None = None,
     dcn: str = "native",
     opset: int = 19,
+    dynamic_batch: bool = False,
     threads: int | None = None,
     min_agreement: float = MIN_AGREEMENT,
     step: Step | None = None,
@@ -160,7 +161,8 @@ def export_normalized_onnx(
     tmp = Path(tmp_name)
     try:
         report = export_onnx(_normalize_wrapper(copy.deepcopy(model), sized), sized, tmp,
-                             dcn=dcn, opset=opset, parity=False, step=say)
+                             dcn=dcn, opset=opset, parity=False, step=say,
+                             dynamic_batch=dynamic_batch)
         say("folding: input 0..255 RGB, output softmax probs")
         proto = onnx.load(str(tmp))
         for node in proto.graph.node:
@@ -310,6 +312,14 @@ def app_config(
                         "run: deepstream-app -c " + APP_CONFIG)
 
 
+def onnx_max_batch(path: Path) -> int:
+    """The largest batch an ONNX's first input takes: its fixed batch dim, or unbounded."""
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return int(dim.dim_value) if dim.HasField("dim_value") else 1 << 30
+
+
 def write_deepstream(
     out_dir: str | Path,
     artifact: str | Path,
@@ -349,6 +359,11 @@ def write_deepstream(
     precision = precision or (meta.precision if engine else "fp16")
     srcs = list(sources) or [SAMPLE_STREAM]
     batch = batch_size or len(srcs)
+    if not engine and batch > (most := onnx_max_batch(artifact)):
+        # nvdsinfer: "Backend has maxBatchSize 1 whereas 2 has been requested"
+        raise EdgesegError(f"{artifact.name} takes a batch of at most {most}; nvinfer batch-size "
+                           f"{batch} needs a batch-dynamic ONNX (`edgeseg export --format "
+                           "deepstream` with several --source writes one)")
     model_file = artifact.name
     props = nvinfer_properties(meta, model_file=model_file, engine=engine, output_name=output,
                                precision=precision, batch_size=batch, threshold=threshold,
@@ -416,9 +431,11 @@ def build_deepstream(
     if precision not in NETWORK_MODE:
         raise EdgesegError(f"--precision: expected fp32 or fp16, got {precision!r}")
     onnx_path = out / "model.onnx"
+    batch = s.get("batch_size") or len(s.get("sources") or ()) or 1
     report = export_normalized_onnx(model, meta, onnx_path, height=s.get("height"),
                                     width=s.get("width"), dcn=s.get("dcn") or "native",
-                                    opset=int(s.get("opset") or 19), step=step)
+                                    opset=int(s.get("opset") or 19), step=step,
+                                    dynamic_batch=batch > 1)  # H and W stay fixed
     step("writing nvinfer and deepstream-app configs")
     ds = write_deepstream(out, onnx_path, sources=s.get("sources") or (), precision=precision,
                           batch_size=s.get("batch_size"),

@@ -10,6 +10,8 @@ given directly (``--onnx``, e.g. calibrate's ``model.int8.onnx``) against this T
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,7 +176,15 @@ def engine_for_onnx(
     why it is rebuilt. A Q/DQ ONNX builds INT8 whatever ``precision`` says; implicit INT8
     (calibration) is refused here: build that engine with `edgeseg export`.
     """
-    from edgeseg.artifacts.engine_cache import EngineCache, EngineKey, file_sha256
+    from edgeseg import __version__
+    from edgeseg.artifacts.engine_cache import (
+        EngineCache,
+        EngineKey,
+        build_facts,
+        cuda_major_from_dists,
+        file_sha256,
+        jetson_module,
+    )
     from edgeseg.deploy.tensorrt import current_gpu, require_tensorrt, tensorrt_version
 
     onnx_path = Path(onnx_path)
@@ -186,8 +196,14 @@ def engine_for_onnx(
     trt = require_tensorrt()
     gpu, cc = current_gpu()
     meta = info["meta"]
+    dists = [d.metadata["Name"] or "" for d in importlib.metadata.distributions()]
+    try:  # the exact Jetson module (AGX Orin / Orin NX / Orin Nano all say "Orin", sm_87)
+        model = Path("/proc/device-tree/model").read_text(errors="replace")
+    except OSError:
+        model = None
+    facts = build_facts(__version__, plan, None, cuda_major_from_dists(dists), jetson_module(model))
     key = EngineKey.make(file_sha256(onnx_path), str(trt.__version__), gpu, cc, plan.dla_core,
-                         plan.precision, [1, 3, *meta.input_hw])
+                         plan.precision, [1, 3, *meta.input_hw], facts)
     cache = EngineCache(cache_dir)
     model_meta = dict(meta.to_dict(), precision=plan.precision)
 

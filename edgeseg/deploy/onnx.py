@@ -220,6 +220,7 @@ def export_onnx(
     width: int | None = None,
     dcn: str = "native",
     dynamic: bool = False,
+    dynamic_batch: bool = False,
     argmax: bool = False,
     opset: int = MIN_OPSET,
     fp16: bool = False,
@@ -237,6 +238,7 @@ def export_onnx(
         height, width: the export (and parity) input size; default ``meta.input_hw``.
         dcn: ``native`` (ONNX DeformConv) or ``portable`` (GridSample + Conv, no DeformConv).
         dynamic: batch, height and width as symbolic dimensions.
+        dynamic_batch: the batch only symbolic, H and W fixed (nvinfer with several sources).
         argmax: replace ``logits`` by a uint8 ``labels`` output.
         opset: ONNX opset, 19 or newer.
         fp16: export an fp16 graph (fp16 input, weights and logits; TensorRT 11 strongly typed
@@ -273,7 +275,9 @@ def export_onnx(
     sample = torch.from_numpy(parity_input(meta, h, w)) if parity else torch.randn(1, 3, h, w)
     if fp16:
         net = net.half()
-    dynamic_shapes = ({0: "batch", 2: "height", 3: "width"},) if dynamic else None
+    dynamic_shapes: tuple[dict[int, str], ...] | None = (
+        ({0: "batch", 2: "height", 3: "width"},) if dynamic
+        else ({0: "batch"},) if dynamic_batch else None)
 
     say(f"tracing ({'dynamic' if dynamic else f'{h}x{w}'}, {dcn} DCN, opset {opset})")
     t0 = time.perf_counter()
@@ -309,7 +313,8 @@ def export_onnx(
 
     onnx_meta = ModelMeta.from_dict({**meta.to_dict(), "input_hw": [h, w], "precision": precision})
     onnx_meta.extra.update(
-        dcn=dcn, dynamic=dynamic, opset=opset, outputs=[LABELS_NAME if argmax else LOGITS_NAME],
+        dcn=dcn, dynamic=dynamic, dynamic_batch=dynamic_batch or dynamic, opset=opset,
+        outputs=[LABELS_NAME if argmax else LOGITS_NAME],
         edgeseg_version=__version__,
     )
     write_onnx_metadata(proto, onnx_meta)

@@ -20,6 +20,8 @@ imported in :meth:`TritonPythonModel.initialize`.
 
 from __future__ import annotations
 
+import ctypes
+
 import json
 from pathlib import Path
 from typing import Any
@@ -163,8 +165,30 @@ def _array(tensor: Any) -> np.ndarray:
     return np.array(np.from_dlpack(tensor), copy=True)
 
 
+# numpy's DLPack capsule destructor skips a capsule named "used_dltensor" (consumed) and else
+# opens it as "dltensor"; the Python backend stub renames the capsules it consumes
+# "used_dlpack", so each output tensor's capsule logged "PyCapsule_GetPointer called with
+# incorrect name" with a traceback when freed. Module-level: the name must outlive the capsule.
+_CONSUMED = b"used_dltensor"
+_STUB_CONSUMED = b"used_dlpack"
+
+
+def _mark_consumed(capsule: Any) -> None:
+    api = ctypes.pythonapi
+    api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    api.PyCapsule_IsValid.restype = ctypes.c_int
+    api.PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    api.PyCapsule_SetName.restype = ctypes.c_int
+    if api.PyCapsule_IsValid(capsule, _STUB_CONSUMED):
+        api.PyCapsule_SetName(capsule, _CONSUMED)
+
+
 def _tensor(pb: Any, name: str, array: np.ndarray) -> Any:
     """An output tensor handed over by DLPack: the stub's pybind11 numpy conversion was built
     against numpy 1.x and returns empty tensors for numpy 2 arrays (and misreads some inputs);
-    DLPack has no such ABI."""
-    return pb.Tensor.from_dlpack(name, np.ascontiguousarray(array))
+    DLPack has no such ABI. The capsule is made here so that, once the stub has taken it, it
+    is marked consumed the way numpy's destructor reads (see :data:`_CONSUMED`)."""
+    capsule = np.ascontiguousarray(array).__dlpack__()
+    tensor = pb.Tensor.from_dlpack(name, capsule)
+    _mark_consumed(capsule)
+    return tensor

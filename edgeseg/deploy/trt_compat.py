@@ -135,11 +135,6 @@ def plan_build(
         raise EdgesegError(f"workspace must be a positive number of MiB, got {workspace_mib}")
     if dla_core is not None and dla_core < 0:
         raise EdgesegError(f"DLA core must be 0 or more, got {dla_core}")
-    if dla_core is not None and not feats.has_dla:
-        raise EdgesegError(
-            f"TensorRT {v.short} has no DLA support: leave out --dla-core (DLA engines need "
-            "TensorRT 10.x or 8.6, as JetPack 6 ships)"
-        )
     if dla_core is not None and precision == "fp32":
         raise EdgesegError(
             "DLA runs only fp16 or int8: pass --precision fp16 or int8, or leave out --dla-core"

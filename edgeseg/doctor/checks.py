@@ -163,7 +163,7 @@ def evaluate(f: Facts) -> list[Check]:
         elif dla == 0:
             rows.append(Check("DLA cores", OK, "0 (this module has no DLA: GPU engines only)"))
         else:
-            rows.append(Check("DLA cores", OK, f"{dla} (--dla-core 0..{dla - 1}; TensorRT < 11)"))
+            rows.append(Check("DLA cores", OK, f"{dla} (--dla-core 0..{dla - 1})"))
 
     # ModulatedDeformConv2d plugin (only knowable with TensorRT)
     if py.tensorrt:
@@ -174,8 +174,13 @@ def evaluate(f: Facts) -> list[Check]:
                               "(libnvinfer_plugin missing)", "install TensorRT's plugin library "
                               "(libnvinfer-plugin*), or export with --dcn portable"))
 
-    # torch2trt (optional: --format torch2trt)
-    if py.torch2trt_error:
+    # torch2trt (optional: --format torch2trt). It subclasses trt.IInt8Calibrator and sets
+    # trt.BuilderFlag.FP16, both gone in TensorRT 11: no torch2trt build can work there.
+    if py.tensorrt and _version_tuple(py.tensorrt)[:1] >= (11,):
+        if py.torch2trt is not None or py.torch2trt_error or gpu_box:
+            rows.append(Check("torch2trt", WARN, "torch2trt does not support TensorRT 11; use "
+                              "--format engine", "edgeseg export --format engine"))
+    elif py.torch2trt_error:
         rows.append(Check("torch2trt", WARN, f"import fails: {py.torch2trt_error}", _T2T_FIX))
     elif py.torch2trt is None:
         if gpu_box:

@@ -165,6 +165,13 @@ def gather(root: str | Path = "/", python: PythonFacts | None = None,
 # Facts from Python packages (the only part that imports heavy things)
 
 
+def plugin_registered(registry: Any, name: str, version: str) -> bool:
+    """Whether ``registry`` holds the creator ``name``/``version``. TensorRT 11's bindings keep
+    only ``get_creator`` (10.x has both; 8.6 only ``get_plugin_creator``)."""
+    lookup = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
+    return lookup(name, version, "") is not None
+
+
 def gather_python() -> PythonFacts:
     f = PythonFacts()
     try:
@@ -194,9 +201,9 @@ def gather_python() -> PythonFacts:
             from edgeseg.deploy.trt_compat import MODULATED_DEFORM_PLUGIN
 
             init_plugins(tensorrt)
-            reg = tensorrt.get_plugin_registry()
-            f.deform_plugin = reg.get_plugin_creator(MODULATED_DEFORM_PLUGIN, "1", "") is not None
-    except (ImportError, OSError, RuntimeError) as e:
+            f.deform_plugin = plugin_registered(tensorrt.get_plugin_registry(),
+                                                MODULATED_DEFORM_PLUGIN, "1")
+    except (ImportError, OSError, RuntimeError, AttributeError) as e:
         if not isinstance(e, ImportError) or "tensorrt" not in str(e):
             f.tensorrt_error = f"{type(e).__name__}: {e}"
     try:

@@ -8,25 +8,14 @@ Source: ``recording.mcap?topic=/camera/image_raw&start=SEC&end=SEC`` (also a ros
 ``last_stamp_ns`` / ``last_frame_id`` (the header's; the log time where the header stamp is 0)
 after each ``read()``.
 
-Sink: ``out.mcap`` (one MCAP file: Foxglove, ``ros2 bag play`` on Iron and later) or
-``rosbag2:DIR`` / ``rosbag2://DIR`` (a rosbag2 folder with metadata.yaml, MCAP storage;
-``?storage=sqlite3``; what Humble's ``ros2 bag play DIR`` wants). Both take
-``?ns=/edgeseg&outputs=class_mask,...&alpha=0.5&class_ids=train|label``. Both kinds are entries
-of :mod:`edgeseg.video.registry` (matched by suffix, scheme, or :mod:`edgeseg.ros.probe`).
-:class:`BagSink` writes the node's topics and types (``<ns>/class_mask`` ... and
-``<ns>/label_info``, LabelInfo once, offered as transient-local in the metadata) stamped with
-the input stamps; it writes to a hidden temporary next to the target and renames on ``close``,
-which always runs, so the target is a finalised, readable bag or absent.
+The sink (``out.mcap``, ``rosbag2:DIR``) is :mod:`edgeseg.ros.bag_sink`. Both kinds are
+entries of :mod:`edgeseg.video.registry` (matched by suffix, scheme, or :mod:`edgeseg.ros.probe`).
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import shutil
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,28 +25,19 @@ import numpy as np
 from edgeseg.errors import EdgesegError, MissingDependencyError
 from edgeseg.ros.messages import (
     COMPRESSED,
-    DEFAULT_OUTPUTS,
     IMAGE,
-    OUTPUTS,
-    OutputRenderer,
     header_stamp_ns,
-    make_header,
     msg_to_bgr,
-    parse_outputs,
-    rosbags_types,
     rosbags_typestore,
 )
-from edgeseg.video.sinks import Sink
 
-__all__ = ["BAG_SUFFIXES", "BagCapture", "BagSink", "BagSinkSpec", "BagSpec",
-           "list_topics", "open_bag_capture", "open_bag_sink", "parse_bag_sink",
+__all__ = ["BAG_SUFFIXES", "BagCapture", "BagSpec", "list_topics", "open_bag_capture",
            "parse_bag_source"]
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 ROSBAGS_HINT = "pip install 'edgeseg[ros]' (or pip install rosbags)"
 _SOURCE_KEYS = ("topic", "start", "end")
-_SINK_KEYS = ("ns", "outputs", "storage", "alpha", "class_ids")
 
 
 def _require_rosbags() -> None:
@@ -156,6 +136,9 @@ class BagCapture:
         self.topic = self._connections[0].topic
         self.msgtype = self._connections[0].msgtype
         self.count = sum(c.msgcount for c in self._connections)
+        if self.count == 0:  # a recording that never got a frame: nothing to run on
+            self._reader.close()
+            raise EdgesegError(f"bag {path}: topic {self.topic} has no messages")
         t0 = self._reader.start_time
         self._start = t0 + int(spec.start_s * 1e9) if spec.start_s is not None else None
         self._stop = t0 + int(spec.end_s * 1e9) if spec.end_s is not None else None
@@ -249,216 +232,3 @@ def open_bag_capture(spec: Any) -> BagCapture:
     if isinstance(spec, BagSpec):
         return BagCapture(spec)
     return BagCapture(parse_bag_source(spec if isinstance(spec, str) else str(spec.spec)))
-
-
-# --------------------------------------------------------------------------------------------
-# Sink
-
-
-@dataclass(frozen=True)
-class BagSinkSpec:
-    """``out.mcap`` -> one MCAP file; ``rosbag2:DIR`` -> a rosbag2 folder (``storage``)."""
-
-    path: Path
-    folder: bool
-    storage: str = "mcap"
-    namespace: str = "/edgeseg"
-    outputs: tuple[str, ...] = field(default=DEFAULT_OUTPUTS)
-    spec: str = ""
-    alpha: float = 0.5
-    label_ids: bool = False
-
-
-def parse_bag_sink(spec: str) -> BagSinkSpec:
-    folder = spec.strip().startswith("rosbag2:")
-    head, query = _split(spec)
-    if not head:
-        raise EdgesegError(f"--sink {spec!r}: give a path, e.g. out.mcap or rosbag2:out_bag")
-    opts: dict[str, Any] = {}
-    for key, value in query:
-        if key not in _SINK_KEYS:
-            raise EdgesegError(f"--sink {spec!r}: unknown option {key!r} (expected "
-                               f"{', '.join(_SINK_KEYS)})")
-        opts[key] = value
-    storage = opts.get("storage", "mcap").lower()
-    if storage not in ("mcap", "sqlite3"):
-        raise EdgesegError(f"--sink {spec!r}: storage must be mcap or sqlite3, got {storage!r}")
-    if storage != "mcap" and not folder:
-        raise EdgesegError(f"--sink {spec!r}: a .mcap file is MCAP; use rosbag2:DIR?storage=sqlite3")
-    ns = "/" + opts.get("ns", "/edgeseg").strip("/")
-    outputs = parse_outputs(opts["outputs"], "--sink outputs") if "outputs" in opts else DEFAULT_OUTPUTS
-    if "confidence" in outputs:
-        raise EdgesegError(f"--sink {spec!r}: confidence needs the network's logits; only the "
-                           "ROS 2 node publishes it")
-    try:
-        alpha = float(opts.get("alpha", 0.5))
-    except ValueError:
-        alpha = -1.0
-    if not 0.0 <= alpha <= 1.0:
-        raise EdgesegError(f"--sink {spec!r}: alpha must be in [0, 1], got {opts['alpha']!r}")
-    ids = opts.get("class_ids", "train")
-    if ids not in ("train", "label"):
-        raise EdgesegError(f"--sink {spec!r}: class_ids must be train or label, got {ids!r}")
-    return BagSinkSpec(Path(head), folder, storage, ns.rstrip("/") or "", outputs, spec, alpha,
-                       ids == "label")
-
-
-def _qos(transient_local: bool) -> Any:
-    """The QoS the node offers (reliable; LabelInfo transient-local), for the bag metadata."""
-    from rosbags.interfaces import (
-        Qos,
-        QosDurability,
-        QosHistory,
-        QosLiveliness,
-        QosReliability,
-        QosTime,
-    )
-
-    never = QosTime(sec=2147483647, nsec=4294967295)  # rmw's "infinite"
-    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE,
-               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
-               never, never, QosLiveliness.AUTOMATIC, never, False)
-
-
-class BagSink(Sink):
-    """The node's outputs into a bag, one message per output per frame, on a writer thread.
-
-    Masks are at the frame's size (the labels the pipeline hands over); the overlay is drawn
-    here (no legend or HUD), so ``needs_visual`` is False.
-    """
-
-    needs_visual = False
-
-    def __init__(self, spec: str | BagSinkSpec, *, classes: Sequence[str],
-                 palette: Sequence[Sequence[int]], alpha: float | None = None,
-                 label_ids: bool | None = None, fps: float | None = None) -> None:
-        _require_rosbags()
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
-        self.spec = spec if isinstance(spec, BagSinkSpec) else parse_bag_sink(spec)
-        self.path = self.spec.path
-        self.name = str(self.path)
-        if self.spec.folder and self.path.exists():
-            raise EdgesegError(f"--sink {self.path}: exists already; a rosbag2 folder is never "
-                               "overwritten")
-        self.store = rosbags_typestore()
-        self.types = rosbags_types(self.store)
-        self.renderer = OutputRenderer(
-            self.types, classes, palette, alpha=self.spec.alpha if alpha is None else alpha,
-            label_ids=self.spec.label_ids if label_ids is None else label_ids)
-        self.outputs = self.spec.outputs
-        self.frame_ns = int(1e9 / fps) if fps and fps > 0 else int(1e9 / 30)
-        stem = self.path.name.removesuffix(".mcap") if not self.spec.folder else self.path.name
-        self._tmp = self.path.with_name(f".{stem}.{os.getpid()}.partial")
-        self._plugin = StoragePlugin.MCAP if self.spec.storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer_cls = Writer
-        self._bag: Any = None
-        self._conns: dict[str, Any] = {}
-        self._label_info_done = False
-        self.frames = 0
-        # sqlite3 storage may only be used from the thread that opened it, so the writer
-        # thread opens, writes and closes the bag.
-        self._q: queue.Queue[tuple[Any, ...] | None] = queue.Queue(8)
-        self._error: BaseException | None = None
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._loop, name="edgeseg-bag-writer", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._bag is None:
-            self._thread.join()
-            self._thread = None
-            self._raise()
-
-    def _open_bag(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            bag = self._writer_cls(self._tmp, version=9, storage_plugin=self._plugin)
-            bag.open()
-        except OSError as e:
-            raise EdgesegError(f"--sink {self.path}: cannot create the bag ({e.strerror})") from None
-        self._bag = bag
-        self._conns = {
-            name: bag.add_connection(self.topic(name), OUTPUTS[name], typestore=self.store,
-                                     offered_qos_profiles=[_qos(name == "label_info")])
-            for name in self.outputs
-        }
-
-    def _loop(self) -> None:
-        """Open, then write jobs in order until None; always close what was opened. The first
-        error is kept (re-raised by the next ``write`` or by ``close``); later jobs are dropped."""
-        try:
-            self._open_bag()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            self._error = e
-        finally:
-            self._ready.set()
-        if self._bag is None:
-            return
-        try:
-            while (job := self._q.get()) is not None:
-                if self._error is None:
-                    try:
-                        self._save(*job)
-                    except BaseException as e:  # noqa: BLE001
-                        self._error = e
-        finally:
-            try:
-                self._bag.close()
-            except BaseException as e:  # noqa: BLE001
-                self._error = self._error or e
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def topic(self, output: str) -> str:
-        return f"{self.spec.namespace}/{output}"
-
-    def _put(self, name: str, stamp_ns: int, msg: Any) -> None:
-        self._bag.write(self._conns[name], stamp_ns, self.store.serialize_cdr(msg, OUTPUTS[name]))
-
-    def _save(self, stamp_ns: int, frame_id: str, bgr: np.ndarray, labels: np.ndarray) -> None:
-        header = make_header(self.types, stamp_ns, frame_id)
-        if "label_info" in self._conns and not self._label_info_done:
-            self._put("label_info", stamp_ns, self.renderer.label_info(header))
-            self._label_info_done = True
-        for name, msg in self.renderer.render(self.outputs, header, bgr, labels).items():
-            self._put(name, stamp_ns, msg)
-
-    def write(self, frame: Any, labels: np.ndarray, vis: np.ndarray | None) -> bool:
-        if self._thread is None:
-            raise EdgesegError(f"--sink {self.path}: written after close")
-        self._raise()
-        stamp = getattr(frame, "stamp_ns", None)
-        stamp = int(stamp) if stamp is not None else frame.index * self.frame_ns
-        self._q.put((stamp, str(getattr(frame, "frame_id", "") or ""), frame.image, labels))
-        self.frames += 1
-        return True
-
-    def close(self) -> None:
-        """Drain, finalise the bag (also after an error), then rename it into place."""
-        if self._thread is None:
-            return
-        thread, self._thread = self._thread, None
-        self._q.put(None)
-        thread.join()
-        self._finish()
-        self._raise()
-
-    def _finish(self) -> None:
-        if self.spec.folder:
-            os.replace(self._tmp, self.path)
-            return
-        inner = next(self._tmp.glob("*.mcap"))
-        os.replace(inner, self.path)
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def open_bag_sink(spec: Any, *, classes: Sequence[str], palette: Sequence[Sequence[int]],
-                  fps: float | None = None, **kw: Any) -> BagSink:
-    """Opener for the sink registry (a spec string or anything with a ``spec`` attribute)."""
-    text = spec if isinstance(spec, (str, BagSinkSpec)) else str(spec.spec)
-    return BagSink(text, classes=classes, palette=palette, fps=fps)

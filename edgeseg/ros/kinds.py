@@ -19,9 +19,10 @@ SOURCE = IOKind(
     help="ROS 2 bag folder, .mcap / .db3 file or ROS 1 .bag: ?topic=/camera/image_raw&start=SEC&end=SEC",
 )
 SINK = IOKind(
-    "rosbag", "edgeseg.ros.bag:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
+    "rosbag", "edgeseg.ros.bag_sink:open_bag_sink", schemes=("rosbag2",), suffixes=(".mcap",),
     probe="edgeseg.ros.probe:is_rosbag2_sink",
-    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics (&ns=&outputs=&alpha=&class_ids=)",
+    help="out.mcap or rosbag2:DIR[?storage=sqlite3]: the ROS 2 node's topics "
+         "(&ns=&outputs=&alpha=&class_ids=&distro=humble|jazzy&partial=keep)",
 )
 
 

@@ -166,7 +166,7 @@ class TritonSegmenter(Segmenter):
         names = [n for n, _ in callable_ if n not in steps]
         if len(names) != 1:
             found = ", ".join(names) if names else "none"
-            raise EdgesegError(f"Triton server at {self.url}: give --model (edgeseg models: {found})")
+            raise EdgesegError(f"Triton server at {self.url}: give --triton-model (edgeseg models: {found})")
         return names[0]
 
     # -- inference ---------------------------------------------------------------------------

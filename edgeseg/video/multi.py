@@ -260,6 +260,7 @@ def run_multi(
     next_stats = 0.0
     renderer = Renderer(meta.classes, meta.palette, visualize, alpha, legend=legend, hud=hud)
     need_vis = any(s is not None and s.needs_visual for s in per) or any(s.needs_visual for s in shared)
+    failed = False
     try:
         for s in sources:
             if s.prepare is None:
@@ -335,6 +336,9 @@ def run_multi(
             reason = "source-lost"
     except KeyboardInterrupt:
         reason = "interrupted"
+    except BaseException:
+        failed = True
+        raise
     finally:
         for sl in slots:
             sl.stop.set()
@@ -354,6 +358,9 @@ def run_multi(
         final = {**_live_stats(slots, names, recent, frames_done, t_start, t_end),
                  "summary": {k: v for k, v in summary.to_dict().items() if k != "sources"}}
         for snk in [*shared, *(p for p in per if p is not None)]:
+            if failed:  # after an error, no half-written output
+                snk.abort()
+                continue
             try:
                 if hasattr(snk, "on_stats"):
                     snk.on_stats(final)

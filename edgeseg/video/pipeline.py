@@ -242,9 +242,11 @@ def run_pipeline(
                 if hook is not None and not failed:
                     hook({**stats(), "summary": summarise().to_dict()})
             finally:
-                if snk is not None:
+                if snk is not None and failed:  # after an error, no half-written output
+                    snk.abort()
+                elif snk is not None:
                     snk.close()
-                else:  # an opener failed: close those already open
+                else:  # an opener failed: drop those already open
                     for o in opened:
-                        o.close()
+                        o.abort()
     return summarise()

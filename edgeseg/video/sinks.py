@@ -106,6 +106,12 @@ class Sink(ABC):
     def close(self) -> None:
         """Flush and finalise; idempotent."""
 
+    def abort(self) -> None:
+        """The run failed: drop what is half-written where the sink can (a file sink leaves no
+        output), else finalise as ``close`` does; idempotent, and raises nothing of its own so
+        the run's error is the one reported."""
+        self.close()
+
     def __enter__(self) -> Self:
         return self
 
@@ -143,6 +149,10 @@ class TeeSink(Sink):
                 errors.append(e)
         if errors:
             raise errors[0]
+
+    def abort(self) -> None:
+        for s in self.sinks:
+            s.abort()
 
 
 class NullSink(Sink):

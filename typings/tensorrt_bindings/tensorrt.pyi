@@ -6279,7 +6279,7 @@ class IProgressMonitor:
             all steps in the range [0, num_steps) have been reported to step_complete. This scenario can be triggered by error
             handling, internal optimizations, or when step_complete returns False to request cancellation of the build.
         """
-    def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
         """
             Signal that a phase of the optimizer has started.
         
