@@ -166,7 +166,7 @@ def _cli(*args: str, timeout: float) -> dict[str, Any]:
 
 
 def bench(ckpt: Path) -> dict[str, Any]:
-    r = _cli("bench", "--weights", str(ckpt), "--height", "512", "--width", "1024",
+    r = _cli("bench", "--model", str(ckpt), "--height", "512", "--width", "1024",
              "--precision", "fp16", "--duration-s", "3", "--json", timeout=max(30, _left() - 60))
     return {"report": r}
 
@@ -182,7 +182,7 @@ def run_video(ckpt: Path, tmp: Path) -> dict[str, Any]:
         w.write(rng.integers(0, 255, (512, 1024, 3), dtype=np.uint8))
     w.release()
     out = tmp / "out.mp4"
-    r = _cli("run", "--weights", str(ckpt), "--source", str(video), "--sink", str(out),
+    r = _cli("run", "--model", str(ckpt), "--source", str(video), "--sink", str(out),
              "--max-frames", "30", "--json", timeout=max(30, _left() - 30))
     return {"report": r, "output_bytes": out.stat().st_size if out.exists() else 0}
 
@@ -202,10 +202,10 @@ def engine_vs_torch(ckpt: Path, tmp: Path, fmt: str, dcn: str, precision: str) -
     if (why := missing(*need)) is not None:
         return why
     out = tmp / f"{fmt}.{dcn}.{precision}.engine"
-    args = ["export", "--weights", str(ckpt), "--format", fmt, "--dcn", dcn, "--precision",
+    args = ["export", "--model", str(ckpt), "--format", fmt, "--dcn", dcn, "--precision",
             precision, "--out", str(out)]
     if precision == "int8":
-        args += ["--images", str(calibration_images(tmp)), "--num-images", "8"]
+        args += ["--images", str(calibration_images(tmp)), "--calib-images", "8"]
     _cli(*args, timeout=max(60, _left() - 30))
     from edgeseg.runtime import open_segmenter
 

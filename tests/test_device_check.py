@@ -34,8 +34,8 @@ def test_engine_matrix_and_export_flags_exist() -> None:
     assert dc.missing("json", "no_such_module_edgeseg") == "skipped (no no_such_module_edgeseg)"
     help_text = CliRunner().invoke(app, ["export", "--help"], terminal_width=200).output
     src = (ROOT / "benchmarks/device_check.py").read_text()
-    for flag in ("--weights", "--format", "--dcn", "--precision", "--out", "--images",
-                 "--num-images"):
+    for flag in ("--model", "--format", "--dcn", "--precision", "--out", "--images",
+                 "--calib-images"):
         assert f'"{flag}"' in src and flag in help_text, flag
     from edgeseg.deploy.export import DCN_MODES
 

@@ -629,14 +629,14 @@ def test_error_mid_run_leaves_no_output(checkpoint: Path, tmp_path: Path) -> Non
     _encodings_bag(first, ["bayer_rggb8"])
     mcap, folder = str(tmp_path / "out.mcap"), f"rosbag2:{tmp_path / 'out_bag'}"
     for src, sink in ((late, mcap), (late, folder), (first, mcap), (first, folder + "?storage=sqlite3")):
-        r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(src),
+        r = CliRunner().invoke(app, ["run", "--model", str(checkpoint), "--source", str(src),
                                      "--sink", sink])
         last = r.output.strip().splitlines()[-1]  # after the progress lines: one error line
         assert r.exit_code == 2 and last.startswith("error: unsupported"), r.output
         assert "Traceback" not in r.output
         _no_output(tmp_path, "out.mcap", "out_bag")
     # asked for: the partial, under a name that says so, readable, with the 5 good frames
-    r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(late),
+    r = CliRunner().invoke(app, ["run", "--model", str(checkpoint), "--source", str(late),
                                  "--sink", f"{tmp_path / 'out.mcap'}?partial=keep"])
     assert r.exit_code == 2
     _no_output(tmp_path, "out.mcap")
@@ -649,7 +649,7 @@ def test_empty_bag_is_an_error(checkpoint: Path, tmp_path: Path) -> None:
     src = tmp_path / "empty"
     _encodings_bag(src, [])
     for sink in (str(tmp_path / "out.mcap"), f"rosbag2:{tmp_path / 'out_bag'}"):
-        r = CliRunner().invoke(app, ["run", "--weights", str(checkpoint), "--source", str(src),
+        r = CliRunner().invoke(app, ["run", "--model", str(checkpoint), "--source", str(src),
                                      "--sink", sink])
         assert r.exit_code == 2 and "has no messages" in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
