@@ -151,8 +151,8 @@ def test_near_zero_offsets_stay_exact_in_int8(quantized, target: str) -> None:
         assert float(offsets.abs().max()) < 0.1  # near zero: INT8 would round them away
         np.testing.assert_allclose(got[offset_conv.output[0]], offsets.numpy(), atol=1e-6)
         if dcn_node is not None:
-            w = torch.from_numpy(inits[dcn_node.input[1]])
-            b = torch.from_numpy(inits[dcn_node.input[3]])
+            w = torch.from_numpy(inits[dcn_node.input[1]].copy())
+            b = torch.from_numpy(inits[dcn_node.input[3]].copy())
             ref = deform_conv2d(x, offsets, w, b, padding=(1, 1))
             np.testing.assert_allclose(got[dcn_node.output[0]], ref.numpy(), atol=1e-4,
                                        rtol=1e-4)
