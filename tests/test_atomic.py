@@ -25,7 +25,7 @@ KNOWN: dict[str, str] = {
     "edgeseg/tune/measure.py": "move out of a staging folder",
     "edgeseg/bench/sources.py": "move out of a staging folder",
     # sinks that stream into a temp file for the whole run and rename it on close
-    "edgeseg/ros/bag.py": "streaming sink",
+    "edgeseg/ros/bag_sink.py": "streaming sink (a bag staged under its final name, moved in at close)",
     "edgeseg/video/sinks.py": "streaming sink",
 }
 
