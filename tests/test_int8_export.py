@@ -46,7 +46,7 @@ def test_cache_finds_its_fp32_onnx(tmp_path: Path, version: str) -> None:
 def test_cache_without_its_onnx_is_refused(tmp_path: Path) -> None:
     f = _files(tmp_path)
     f["fp32"].unlink()
-    with pytest.raises(EdgesegError, match="pass --onnx with calibrate's model.fp32.onnx"):
+    with pytest.raises(EdgesegError, match="pass calibrate's model.fp32.onnx as --model"):
         int8.plan_int8("engine", "8.6.2", cache=f["cache"])
 
 
@@ -66,7 +66,7 @@ def test_images_route_for_a_checkpoint(tmp_path: Path) -> None:
         ("engine", "10.3.0", {"onnx": "QDQ", "onnx_has_qdq": True, "images": "f/"},
          "give one INT8 source"),
         ("torch2trt", "10.3.0", {"weights": Path("m.pt")}, "needs --images"),
-        ("torch2trt", "10.3.0", {"cache": "CACHE"}, "--format engine --onnx"),
+        ("torch2trt", "10.3.0", {"cache": "CACHE"}, "--format engine --model"),
         ("torch2trt", "11.0.0", {"images": "f/"}, "torch2trt cannot calibrate"),
         ("onnx", "10.3.0", {"images": "f/"}, "written by `edgeseg calibrate`"),
     ],

@@ -102,9 +102,9 @@ def plan_int8(
     if fmt == "torch2trt":
         if onnx is not None or cache is not None:
             raise EdgesegError(
-                "torch2trt converts a checkpoint and calibrates itself: give a checkpoint --model and "
-                "--images; calibrate's Q/DQ ONNX or cache build with `edgeseg export --format "
-                "engine --model ....onnx`"
+                "torch2trt converts a checkpoint and calibrates itself: give a checkpoint --model "
+                "and --images; calibrate's Q/DQ ONNX or cache build with `edgeseg export "
+                "--format engine --model DIR/model.int8.onnx`"
             )
         if images is None:
             raise EdgesegError("--format torch2trt --precision int8 needs --images DIR "
