@@ -39,7 +39,7 @@ def calibrate_cli(
         "auto", "--profile", "-p",
         help="Device profile: backend picks the INT8 format, size the export.",
     ),
-    images: str | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    images: str = typer.Option(..., "--images", help=IMAGES_HELP),
     calib_images: int | None = typer.Option(
         None, "--calib-images", min=1,
         help="Calibration images (default: the profile's calibration.images).",
@@ -75,20 +75,11 @@ def calibrate_cli(
         None, "--trt-version", help="TensorRT release the cache is for (header; default 8.6.2, JetPack 6.0)."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output folder (required to calibrate)."),
-    check: Path | None = typer.Option(
-        None, "--check", help="Only check a Q/DQ ONNX's placement (exit 1 on forbidden findings)."
-    ),
-    target: str = typer.Option("tensorrt", "--target", help="--check: tensorrt or onnxruntime."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     json_: bool = JsonOpt,
 ) -> None:
     from edgeseg.deploy.quantize import calibrate
 
-    if check is not None:
-        raise typer.Exit(check_cli(check, target, json_))
-    if images is None or out is None:
-        raise EdgesegError("--images and --out are required (or --check MODEL.int8.onnx)")
     deprecated("--model", weights=weights, onnx=onnx)
     deprecated("--calib-images", num=num)
     if num is not None and calib_images is not None:
@@ -110,37 +101,6 @@ def calibrate_cli(
         emit_json(report)
     else:
         print_report(report)
-
-
-def check_cli(path: Path, target: str, json_: bool) -> int:
-    """`calibrate --check`: the static Q/DQ placement report; 1 when the target forbids a
-    finding."""
-    from rich.table import Table
-
-    from edgeseg.deploy.quantize.check import check_qdq, load_qdq
-
-    report = check_qdq(load_qdq(path), target)
-    if json_:
-        emit_json(report)
-    else:
-        table = Table(title=f"Q/DQ pairs of {path.name} by the op they feed")
-        table.add_column("op")
-        table.add_column("activations", justify="right")
-        table.add_column("weights", justify="right")
-        ops = sorted(set(report["qdq_by_consumer"]) | set(report["weights_by_consumer"]))
-        for op in ops:
-            table.add_row(op, str(report["qdq_by_consumer"].get(op, 0)),
-                          str(report["weights_by_consumer"].get(op, 0)))
-        console.print(table)
-        found = Table(title=f"findings ({target})")
-        found.add_column("finding")
-        found.add_column("count", justify="right")
-        found.add_column("")
-        for name, n in report["counts"].items():
-            verdict = ("FORBIDDEN" if n else "ok") if name in report["forbidden"] else "allowed"
-            found.add_row(name, str(n), verdict)
-        console.print(found)
-    return 0 if report["ok"] else 1
 
 
 def _log(message: str) -> None:

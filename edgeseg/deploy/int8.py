@@ -215,20 +215,12 @@ def calibration_batches(
 
 
 class Torch2trtCalibration:
-    """torch2trt's ``int8_calib_dataset``: ``dataset[i]`` is the list of model inputs, each
-    ``(1, 3, H, W)`` as the module takes it.
-
-    Some torch2trt releases hand ``tensor.data_ptr()`` of the returned tensor straight to
-    TensorRT's ``get_batch``: the tensor must outlive that call (it is kept here until the next
-    item replaces it) and its host-to-device copy must have finished (the stream is
-    synchronised before returning).
-    """
+    """torch2trt's ``int8_calib_dataset``: ``dataset[i]`` is the list of model inputs."""
 
     def __init__(self, paths: Sequence[Path], meta: ModelMeta, size_hw: tuple[int, int],
                  device: str = "cuda") -> None:
         self.paths, self.size_hw, self.device = list(paths), size_hw, device
         self._pre = _preprocessor(meta)
-        self._held: list[Any] = []  # the last batch handed out, alive until the next one
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -238,9 +230,5 @@ class Torch2trtCalibration:
 
         from edgeseg.deploy.quantize.images import read_bgr
 
-        x = self._pre.preprocess(read_bgr(self.paths[i]), self.size_hw)  # (1, 3, H, W)
-        batch = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device)]
-        if torch.device(self.device).type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self._held = batch
-        return batch
+        x = self._pre.preprocess(read_bgr(self.paths[i]), self.size_hw)
+        return [torch.from_numpy(x[0]).to(self.device)]  # torch2trt adds the batch dimension

@@ -27,13 +27,11 @@ Quantization settings follow the profile's backend (measured in ``docs/benchmark
   onnxruntime). ``reduce_range`` (7-bit weights) only on x86 CPUs without VNNI, where 8-bit
   products can saturate; int8 symmetric activations on ARM.
 * ``tensorrt``: int8 symmetric activations and per-channel weights: TensorRT accepts only
-  zero-point-0 INT8 Q/DQ. Q/DQ only on the inputs of weighted ops and residual Adds, where
-  TensorRT fuses it (:mod:`.placement`); :mod:`.check` verifies the layout.
+  zero-point-0 INT8 Q/DQ.
 
 Kept in float by default (``--exclude``): ``DeformConv`` (neither onnxruntime nor TensorRT's
 plugin has an INT8 kernel), ``GridSample`` of the portable deformable conv *with the
-arithmetic that computes its sampling grid* and, on every target whatever ``--exclude`` says,
-the offset Conv (pixel coordinates up to the image width do not
+arithmetic that computes its sampling grid* (pixel coordinates up to the image width do not
 survive 8 bits), and ``logits``, a pseudo op type for the classifier conv and the upsampling
 to the input size after it: rounding the logits to 8 bits (one scale for all classes) flips
 the argmax wherever two classes are close, and that head is a small part of the cost
@@ -44,8 +42,7 @@ Preprocessing is :meth:`Segmenter.preprocess` of the FP32 model, the code infere
 frames read with ``cv2.imread`` (BGR), as the camera pipeline delivers them.
 
 Modules: :mod:`.images` (finding, sampling and reading calibration frames), :mod:`.settings`
-(what to quantize and how), :mod:`.qdq` (ranges, Q/DQ ONNX, cache scales), :mod:`.placement`
-(where Q/DQ goes), :mod:`.check` (the static checker), :mod:`.compare`
+(what to quantize and how), :mod:`.qdq` (ranges, Q/DQ ONNX, cache scales), :mod:`.compare`
 (FP32 vs INT8) and :mod:`.command` (:func:`calibrate`, the whole command).
 """
 

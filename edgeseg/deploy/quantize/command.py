@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.artifacts.resolve import resolve_model
-from edgeseg.deploy.quantize.check import check_qdq
 from edgeseg.deploy.quantize.compare import DEFAULT_RUNS, compare_models
 from edgeseg.deploy.quantize.images import (
     DEFAULT_HOLDOUT,
@@ -26,7 +25,6 @@ from edgeseg.deploy.quantize.images import (
     find_label,
     sample_images,
 )
-from edgeseg.deploy.quantize.placement import fold_deformconv_bn
 from edgeseg.deploy.quantize.qdq import (
     cache_scales,
     check_fp32_onnx,
@@ -265,9 +263,6 @@ def _run(
         fp32_ref = Path(onnx)
         outputs["fp32_onnx"] = str(fp32_ref)
     ensure_node_names(proto)
-    # TensorRT folds a BN only with initializer inputs: fold the one after DeformConv here,
-    # before calibration, so neither target quantizes its gamma (same numbers as FP32)
-    bn_folded = fold_deformconv_bn(proto)
     model_path = work / "model.onnx"
     onnx_lib.save(proto, str(model_path))
     fp32 = open_segmenter(model_path, threads=threads)
@@ -291,14 +286,8 @@ def _run(
         say(f"warning: {msg}")
     say("writing the Q/DQ model")
     qdq_raw = work / "qdq.onnx"
-    rewired = quantize_qdq(model_path, qdq_raw, ranges, settings, float_nodes, work)
+    quantize_qdq(model_path, qdq_raw, ranges, settings, float_nodes, work)
     qdq = onnx_lib.load(str(qdq_raw))
-    placement = check_qdq(qdq, settings.target)
-    if not placement["ok"]:  # a graph shape the placement rules do not cover: say so
-        bad = ", ".join(f"{k} {v}" for k, v in placement["forbidden"].items() if v)
-        msg = f"Q/DQ placement for {settings.target} has forbidden findings: {bad}"
-        warnings.append(msg)
-        say(f"warning: {msg}")
     int8_meta = type(meta).from_dict({**meta.to_dict(), "precision": "int8"})
     quant_info = {
         "method": settings.method, "activations": settings.activation_type,
@@ -350,13 +339,6 @@ def _run(
         "float_nodes": len(float_nodes),
         "excluded_ops_absent": missing,
         "op_counts": dict(sorted(op_counts.items())),
-        "qdq_check": {k: placement[k] for k in ("target", "ok", "forbidden", "counts",
-                                                 "qdq_pairs", "qdq_by_consumer",
-                                                 "weights_by_consumer", "non_weighted_by_op")},
-        "placement": {"target": settings.target, "bn_folded_into_deformconv": bn_folded,
-                      "float_consumers_rewired": rewired,
-                      "rule": ("weighted-op and residual-Add inputs only" if
-                               settings.target == "tensorrt" else "onnxruntime's own")},
         "cache": {"trt_version": version, "tensors": len(scales),
                   "for": "TensorRT < 10.1 implicit INT8 with the FP32 ONNX in outputs.fp32_onnx"},
         "model": {"variant": meta.variant, "input_hw": list(meta.input_hw),

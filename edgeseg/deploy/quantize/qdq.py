@@ -216,27 +216,14 @@ def qdq_extra_options(settings: QuantSettings) -> dict[str, Any]:
 def quantize_qdq(
     model_path: Path, out: Path, ranges: Any, settings: QuantSettings, nodes_to_exclude: list[str],
     workdir: Path,
-) -> dict[str, int]:
-    """Write the Q/DQ ONNX of ``model_path`` from precomputed ``ranges``.
-
-    Nodes in ``nodes_to_exclude`` read float tensors, never a Q/DQ pair (onnxruntime shares one
-    pair among all consumers of a tensor). ``tensorrt``: only weighted ops and residual Adds are
-    quantized, and the pairs onnxruntime adds elsewhere (on a quantized Add's output) are
-    removed; ``onnxruntime`` keeps its own placement (:mod:`.placement`). Returns the
-    consumers rewired to float, by op type.
-    """
-    import onnx
+) -> None:
+    """Write the Q/DQ ONNX of ``model_path`` from precomputed ``ranges``."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
-
-    from edgeseg.deploy.quantize.placement import strip_qdq_outside, tensorrt_nodes
 
     cache = workdir / "ranges.json"
     save_tensors_data(ranges, cache)
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    only: list[str] | None = None
-    if settings.target == "tensorrt":
-        only = tensorrt_nodes(onnx.load(str(model_path)), set(nodes_to_exclude))
     with quiet_ort():
         quantize_static(
             str(model_path), str(out), None,
@@ -245,16 +232,11 @@ def quantize_qdq(
             reduce_range=settings.reduce_range,
             activation_type=qtype[settings.activation_type],
             weight_type=qtype[settings.weight_type],
-            nodes_to_quantize=only,
             nodes_to_exclude=list(nodes_to_exclude),
             calibrate_method=_ort_method(settings.method),
             calibration_cache_path=str(cache),
             extra_options=qdq_extra_options(settings),
         )
-    qdq = onnx.load(str(out))
-    rewired = strip_qdq_outside(qdq, nodes_to_exclude, only_weighted=only is not None)
-    onnx.save(qdq, str(out))
-    return rewired
 
 
 def cache_scales(model: Any, ranges: Any, skip: Iterable[str] = ()) -> dict[str, float]:

@@ -95,16 +95,12 @@ def parse_exclude(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def excluded_nodes(model: Any, op_types: Iterable[str]) -> list[str]:
-    """Names of the nodes to keep in float: every node of an excluded op type; for ``logits``
-    the nodes from each graph output back to and including the first Conv (the classifier, the
-    upsampling to the input size, an argmax); and, whatever ``op_types`` says, the branch that
-    computes a deformable conv's offsets/mask or a GridSample's sampling grid, back to and
-    including the offset Conv (:func:`~edgeseg.deploy.quantize.placement.dcn_branch_nodes`)."""
-    from edgeseg.deploy.quantize.placement import dcn_branch_nodes
-
+    """Names of the nodes to keep in float: every node of an excluded op type; for
+    ``GridSample`` also the nodes computing its sampling grid (back to the nearest Conv); for
+    ``logits`` the nodes from each graph output back to and including the first Conv (the
+    classifier, the upsampling to the input size, an argmax)."""
     types = set(op_types)
     producer = {o: n for n in model.graph.node for o in n.output}
-    by_name = {n.name: n for n in model.graph.node}
     names: list[str] = []
     seen: set[str] = set()
 
@@ -123,8 +119,15 @@ def excluded_nodes(model: Any, op_types: Iterable[str]) -> list[str]:
                 node = producer.get(node.input[0])
 
     for node in model.graph.node:
-        if node.op_type in types:
-            add(node)
-    for name in dcn_branch_nodes(model):
-        add(by_name[name])
+        if node.op_type not in types:
+            continue
+        add(node)
+        if node.op_type == "GridSample" and len(node.input) > 1:
+            stack = [node.input[1]]
+            while stack:
+                src = producer.get(stack.pop())
+                if src is None or src.op_type == "Conv" or src.name in seen:
+                    continue
+                add(src)
+                stack.extend(src.input)
     return names
