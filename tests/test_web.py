@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
+from tests._poll import wait_until
 from edgeseg.web.stats import LiveStats, class_shares
 from edgeseg.web.uri import parse_web_uri
 
@@ -178,17 +179,6 @@ def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = No
             return r.status, r.read(read) if read else r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read(), dict(e.headers)
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(step)
 
 
 @pytest.fixture(scope="module")

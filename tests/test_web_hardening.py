@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._poll import wait_until as _wait_until
 from edgeseg.web.limits import (ConnLimits, LogGate, WebLimits, fd_budget, host_allowed,
                                 mask_token, origin_allowed, split_host)
 
@@ -116,6 +117,10 @@ class Logs(logging.Handler):
         self.lines.append(self.format(record))
 
 
+def wait_until(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
+    return _wait_until(fn, timeout, step=0.05)
+
+
 @pytest.fixture(scope="module")
 def logs() -> Iterator[Logs]:
     h = Logs()
@@ -171,17 +176,6 @@ def live(logs: Logs) -> Iterator[Any]:
     feed = Feed(sink)
     yield sink
     feed.close()
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.05)
 
 
 def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
