@@ -10,6 +10,7 @@ therefore gets the mode the user's umask gives a normal new file (0666 & ~umask;
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any
 
 __all__ = [
     "atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "default_mode",
-    "staging_dir",
+    "publish", "staging_dir",
 ]
 
 
@@ -95,3 +96,40 @@ def staging_dir(out: str | Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     staging.chmod(default_mode(directory=True))
     return staging
+
+
+def publish(src: str | Path, dst: str | Path) -> Path:
+    """Move a finished file or folder ``src`` (a temp file, a staging folder, a file a library
+    wrote into one) onto ``dst`` in one rename, so a reader of ``dst`` sees the old or the new
+    result, never part of one.
+
+    A folder replaces an existing ``dst`` folder by a swap: the old one is renamed aside, the
+    new one renamed in (the old one put back if that fails), and only then is the old one
+    removed. A file across filesystems (no atomic rename there) is copied next to ``dst`` and
+    renamed, then ``src`` removed.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.is_dir():
+        if not dst.exists():
+            os.replace(src, dst)
+            return dst
+        if not dst.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a folder cannot replace a file", str(dst))
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            os.replace(old / dst.name, dst)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+        return dst
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        atomic_copy(src, dst)
+        src.unlink()
+    return dst

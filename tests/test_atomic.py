@@ -4,30 +4,19 @@ benchmarks/ renames files itself, and the writers it offers leave no half-writte
 from __future__ import annotations
 
 import ast
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from edgeseg.atomic import atomic_copy, atomic_path, atomic_write_text
+from edgeseg import atomic
+from edgeseg.atomic import atomic_copy, atomic_path, atomic_write_text, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Renames not yet moved onto edgeseg/atomic.py, each with why. Shrink this list; never grow it.
-KNOWN: dict[str, str] = {
-    # another engineer moves deepstream's writes (and its second ONNX exporter) in issue 27
-    "edgeseg/deploy/deepstream.py": "issue 27, deepstream owner",
-    # whole-folder swaps (staging folder renamed over the old one, old one kept until then)
-    # and moves of files a library wrote into a staging folder: atomic.py has no folder swap yet
-    "edgeseg/deploy/quantize/command.py": "folder swap",
-    "edgeseg/deploy/triton.py": "folder swap",
-    "edgeseg/data/synthetic/writer.py": "folder swap",
-    "edgeseg/tune/measure.py": "move out of a staging folder",
-    "edgeseg/bench/sources.py": "move out of a staging folder",
-    # sinks that stream into a temp file for the whole run and rename it on close
-    "edgeseg/ros/bag_sink.py": "streaming sink (a bag staged under its final name, moved in at close)",
-    "edgeseg/video/sinks.py": "streaming sink",
-}
+KNOWN: dict[str, str] = {}  # every temp + rename goes through edgeseg/atomic.py
 
 
 def renames(source: str) -> list[int]:
@@ -98,3 +87,69 @@ def test_atomic_copy_replaces_and_keeps_umask_mode(tmp_path: Path) -> None:
     assert dst.read_bytes() == b"new"
     atomic_write_text(dst, "text")
     assert dst.read_text() == "text"
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_publish_swaps_a_folder_and_leaves_nothing_hidden(tmp_path: Path) -> None:
+    out, staging = tmp_path / "repo", tmp_path / ".repo.stage"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "a.txt").write_text("old")
+    (staging / "new").mkdir(parents=True)
+    (staging / "new" / "b.txt").write_text("new")
+    publish(staging, out)
+    assert _tree(out) == {"new/b.txt": "new"}  # the old folder's files are gone, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no .old / staging left
+
+
+def test_publish_puts_the_old_folder_back_when_the_swap_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, staging = tmp_path / "repo", tmp_path / ".repo.stage"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    staging.mkdir()
+    (staging / "b.txt").write_text("new")
+    real = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(src)) == staging:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(OSError, match="No space"):
+        publish(staging, out)
+    assert _tree(out) == {"a.txt": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".repo.stage", "repo"]
+
+
+def test_publish_a_file_across_filesystems_copies_then_removes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = tmp_path / "x" / "model.int8.onnx", tmp_path / "y" / "pick.onnx"
+    src.parent.mkdir()
+    dst.parent.mkdir()
+    src.write_text("qdq")
+    dst.write_text("earlier")
+    real = os.replace
+
+    def replace(a: object, b: object) -> None:
+        if Path(str(a)) == src:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    publish(src, dst)
+    assert dst.read_text() == "qdq" and not src.exists()
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["pick.onnx"]
+
+
+def test_publish_refuses_a_folder_onto_a_file(tmp_path: Path) -> None:
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(NotADirectoryError):
+        publish(tmp_path / "stage", tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "a file"

@@ -43,26 +43,33 @@ def little(row: dict) -> float:
     return row["throughput_fps"] * row["latency_ms"]["mean"] / 1e3 / row["concurrency"]
 
 
+# Service times of 50-100 ms: on a CPU shared with other jobs a woken thread can wait several
+# ms for a core between two requests (outside its measured latency), which a 5-10 ms service
+# time turned into Little's-law ratios of 0.6 (seen under a 2-process load on 2 cores).
+
+
 def test_known_service_time_gives_consistent_throughput():
     made_in: list[str] = []
-    (row,) = measure_concurrency(sleeper(0.01, made_in), FRAMES, [3], duration_s=0.6,
+    (row,) = measure_concurrency(sleeper(0.1, made_in), FRAMES, [3], duration_s=1.0,
                                  warmup_s=0.1)
     assert row["requests"] > 0
-    assert row["latency_ms"]["p50"] >= 10.0  # a request never returns before its service time
+    assert row["latency_ms"]["p50"] >= 100.0  # a request never returns before its service time
     assert 0.75 <= little(row) <= 1.05, row
-    assert row["window_s"] == pytest.approx(0.6)
+    assert row["throughput_fps"] == pytest.approx(row["requests"] / row["window_s"])
+    assert row["window_s"] == pytest.approx(1.0)
     assert len(made_in) == 3 and "MainThread" not in made_in  # one client per worker thread
 
 
 def test_cap_that_the_warm_up_alone_exceeds_still_measures():
-    # 4 clients at 5 ms each send ~400 requests in the 0.5 s warm-up: the cap of 40 must count
+    # 4 clients at 50 ms each send ~80 requests in the 1 s warm-up: the cap of 40 must count
     # window requests only, and the window closes at the 40th, not at the nominal 5 s.
-    (row,) = measure_concurrency(sleeper(0.005), FRAMES, [4], duration_s=5.0, warmup_s=0.5,
+    (row,) = measure_concurrency(sleeper(0.05), FRAMES, [4], duration_s=5.0, warmup_s=1.0,
                                  max_requests=40)
     assert row["requests"] == 40
     assert 0.0 < row["window_s"] < 5.0
     assert row["throughput_fps"] == pytest.approx(40 / row["window_s"])
-    assert 0.7 <= little(row) <= 1.1, row
+    # the (at most 4) requests in flight when the window opens count whole: up to 4/40 above 1
+    assert 0.7 <= little(row) <= 1.05 + 4 / 40, row
 
 
 def test_a_client_that_cannot_be_built_is_one_error():

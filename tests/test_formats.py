@@ -80,6 +80,59 @@ def test_request_is_validated_before_any_work(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+# a non-default value for every format-specific option
+_GIVEN = {"normalize_in_graph": True, "dynamic": True, "argmax": True, "images": "frames/",
+          "calibration_cache": "calibration.cache", "num_images": 8, "triton_pipeline": True,
+          "triton_form": "python", "triton_name": "seg", "max_batch_size": 4,
+          "sources": ("a.mp4",), "plugin_lib": "libplugin.so", "segmentation_threshold": 0.5}
+
+
+def test_every_option_has_a_flag_a_value_here_and_a_format_taking_it() -> None:
+    from edgeseg.deploy.export_settings import OPTIONS
+
+    assert set(_GIVEN) == set(OPTIONS)
+    taken = {name for f in FORMATS.values() for name in f.options}
+    assert taken == set(OPTIONS), "an option no format takes, or a row naming an unknown one"
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("option", sorted(_GIVEN))
+def test_an_option_the_format_ignores_is_an_error_naming_its_formats(fmt: str, option: str) -> None:
+    from edgeseg.deploy.export_settings import OPTIONS, ExportSettings
+
+    row, settings = FORMATS[fmt], ExportSettings.of({option: _GIVEN[option]})
+    if option in row.options:
+        row.check_options(settings)  # taken: no error
+        return
+    takers = [f for f in FORMATS if option in FORMATS[f].options]
+    with pytest.raises(EdgesegError) as err:
+        row.check_options(settings)
+    msg = str(err.value)
+    assert msg.startswith(f"{OPTIONS[option].flag} goes with --format {' or '.join(takers)}, "
+                          f"not {fmt}"), msg
+    assert "\n" not in msg
+
+
+def test_export_settings_refuse_unknown_keys_and_keep_defaults() -> None:
+    from edgeseg.deploy.export_settings import ExportSettings
+
+    with pytest.raises(TypeError, match="unknown export settings: heigth"):
+        ExportSettings.of({"heigth": 64})
+    s = ExportSettings.of({"precision": None, "sources": ["a", "b"]})
+    assert s.precision == "fp32" and s.sources == ("a", "b")
+    assert ExportSettings.of(s) is s and s.but(height=64).height == 64 and s.height is None
+
+
+def test_cli_flag_for_another_format_is_one_line(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["export", "--model", "desanet-hn", "--random-init", "--format",
+                              "torch2trt", "--dynamic", "--out", str(tmp_path / "m.engine")])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == ("error: --dynamic goes with --format onnx or engine, not "
+                                  "torch2trt (torch2trt engines have a static shape; triton and "
+                                  "deepstream set the batch)")
+    assert not list(tmp_path.iterdir())
+
+
 def test_availability_matches_requirements() -> None:
     for row in availability():
         fmt = get_format(row["format"])

@@ -9,7 +9,6 @@ street scenes); :func:`_open_segmenter` opens one configuration's backend.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.atomic import publish
 from edgeseg.bench.configs import DEFAULT_HW, BenchConfig, Step
 from edgeseg.errors import EdgesegError
 
@@ -214,7 +214,7 @@ def _quantize(fp32: Path, out: Path, hw: tuple[int, int], workdir: Path,
         images=frames, out=qdir, onnx=fp32, profile="x86-cpu", num=INT8_CALIBRATION_FRAMES,
         holdout=0, runs=0, threads=threads,
     )
-    os.replace(qdir / QDQ_NAME, out)
+    publish(qdir / QDQ_NAME, out)
 
 
 def _open_segmenter(

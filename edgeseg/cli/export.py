@@ -123,20 +123,14 @@ def export_cli(
         raise EdgesegError("give --calib-images once (--num-images is its old name)")
     if out is None:
         raise EdgesegError("--out is required: the file to write (.onnx or .engine)")
-    options: dict[str, Any] = {}
-    if normalize_in_graph:
-        options["normalize_in_graph"] = True
-    if fmt == "triton":
-        options.update(triton_pipeline=triton_pipeline, triton_form=triton_form,
-                       triton_name=triton_name, max_batch_size=max_batch_size)
-    elif triton_pipeline or triton_form or max_batch_size is not None:
-        raise EdgesegError("--triton-pipeline, --triton-form and --max-batch-size go with "
-                           "--format triton")
-    if fmt == "deepstream":
-        options.update(sources=list(source), plugin_lib=plugin_lib,
-                       segmentation_threshold=segmentation_threshold)
-    elif source or plugin_lib:
-        raise EdgesegError("--source and --plugin-lib go with --format deepstream")
+    # every format-specific option goes to the library; the format's row refuses the ones it
+    # does not take (edgeseg.deploy.formats), naming the formats that do
+    options: dict[str, Any] = dict(
+        normalize_in_graph=normalize_in_graph, triton_pipeline=triton_pipeline,
+        triton_form=triton_form, triton_name=triton_name, max_batch_size=max_batch_size,
+        sources=tuple(source), plugin_lib=plugin_lib,
+        segmentation_threshold=segmentation_threshold,
+    )
     with progress("export", export_steps(fmt or "onnx", argmax), transient=True) as bar:
 
         def build_progress(phase: str, i: int, n: int) -> None:  # TensorRT's build phases

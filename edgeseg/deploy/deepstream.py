@@ -3,7 +3,8 @@
 Gst-nvinfer preprocesses with one scalar scale: ``y = net-scale-factor * (x - offsets[c])`` on
 0..255 pixels (model-color-format 0 = RGB). edgeseg's normalisation is per channel,
 ``(x / 255 - mean[c]) / std[c]``, which that form expresses only when the three std values are
-equal. So for ImageNet's std, :func:`export_normalized_onnx` (``--normalize-in-graph``) exports
+equal. So for ImageNet's std, :func:`~edgeseg.deploy.onnx_normalized.export_normalized_onnx`
+(``--normalize-in-graph``) exports
 an ONNX whose input is 0..255 RGB: a wrapper module divides by 255 and applies mean/std in the
 graph, then the network, then a softmax over the classes (nvinfer's segmentation parser keeps a
 pixel's class only when its score exceeds ``segmentation-threshold``; probabilities make the
@@ -18,19 +19,19 @@ against tests/data/nvinfer_keys.txt).
 from __future__ import annotations
 
 import configparser
-import copy
 import io
 import math
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgeseg.artifacts.meta import ModelMeta
+from edgeseg.atomic import publish
+from edgeseg.deploy.export_settings import ExportSettings
+from edgeseg.deploy.onnx_normalized import PROBS_NAME, export_normalized_onnx
 from edgeseg.errors import EdgesegError
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "INFER_CONFIG",
     "app_config",
     "build_deepstream",
-    "export_normalized_onnx",
     "nvinfer_properties",
     "scale_and_offsets",
     "write_deepstream",
@@ -47,9 +47,7 @@ __all__ = [
 INFER_CONFIG = "config_infer_primary_edgeseg.txt"
 APP_CONFIG = "deepstream_app_config.txt"
 LABELS_FILE = "labels.txt"
-PROBS_NAME = "probs"
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
-MIN_AGREEMENT = 0.999
 # DeepStream's own sample clip: a working default source on any DeepStream install.
 SAMPLE_STREAM = "file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4"
 
@@ -77,128 +75,6 @@ def scale_and_offsets(meta: ModelMeta) -> tuple[float, tuple[float, float, float
     scale = 1.0 / (255.0 * std[0])
     offsets = tuple(255.0 * float(m) for m in meta.mean)
     return scale, (offsets[0], offsets[1], offsets[2])
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation folded into the ONNX
-
-
-def _normalize_wrapper(model: Any, meta: ModelMeta) -> Any:
-    import torch
-    from torch import nn
-
-    class NormalizeInGraph(nn.Module):
-        """0..255 RGB -> (x/255 - mean)/std -> network -> softmax over the classes."""
-
-        def __init__(self, net: Any) -> None:
-            super().__init__()
-            self.net = net
-            std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
-            mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
-            self.register_buffer("scale", 1.0 / (255.0 * std))
-            self.register_buffer("shift", mean / std)
-
-        def forward(self, x: Any) -> Any:
-            return torch.softmax(self.net(x * self.scale - self.shift), dim=1)
-
-        def set_dcn_impl(self, impl: str) -> None:
-            if hasattr(self.net, "set_dcn_impl"):
-                self.net.set_dcn_impl(impl)
-
-    return NormalizeInGraph(model).eval()
-
-
-def parity_image(meta: ModelMeta, seed: int = 0) -> np.ndarray:
-    """An RGB uint8 street scene at the model's input size (smooth noise without the generator)."""
-    import cv2
-
-    h, w = meta.input_hw
-    rng = np.random.default_rng(seed)
-    try:
-        from edgeseg.data.synthetic import generate_scene
-    except ImportError:
-        small = rng.uniform(0, 255, (max(h // 16, 2), max(w // 16, 2), 3)).astype(np.float32)
-        return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(
-            np.uint8)
-    rgb, _ = generate_scene(rng, h, w)
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
-
-
-def export_normalized_onnx(
-    model: Any,
-    meta: ModelMeta,
-    out: str | Path,
-    *,
-    height: int | None = None,
-    width: int | None = None,
-    dcn: str = "native",
-    opset: int = 19,
-    dynamic_batch: bool = False,
-    threads: int | None = None,
-    min_agreement: float = MIN_AGREEMENT,
-    step: Step | None = None,
-) -> dict[str, Any]:
-    """Export ``model`` with 0..255 RGB input and softmax ``probs`` output, for nvinfer.
-
-    Parity: the exported graph in onnxruntime on a raw RGB image against the Segmenter (PyTorch,
-    the model's own normalisation) on the same image; the argmax must agree on at least
-    ``min_agreement`` of the pixels, else nothing is written.
-    """
-    import onnx
-
-    from edgeseg.artifacts.files import write_onnx_metadata
-    from edgeseg.deploy.onnx import export_onnx
-    from edgeseg.runtime.onnxruntime_backend import make_session
-    from edgeseg.runtime.torch_backend import TorchSegmenter
-
-    say = step or (lambda _m: None)
-    out = Path(out)
-    h, w = height or meta.input_hw[0], width or meta.input_hw[1]
-    sized = ModelMeta.from_dict({**meta.to_dict(), "input_hw": [h, w]})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        report = export_onnx(_normalize_wrapper(copy.deepcopy(model), sized), sized, tmp,
-                             dcn=dcn, opset=opset, parity=False, step=say,
-                             dynamic_batch=dynamic_batch)
-        say("folding: input 0..255 RGB, output softmax probs")
-        proto = onnx.load(str(tmp))
-        for node in proto.graph.node:
-            node.output[:] = [PROBS_NAME if o == "logits" else o for o in node.output]
-        proto.graph.output[0].name = PROBS_NAME
-        graph_meta = ModelMeta.from_dict(report["meta"])
-        graph_meta.extra.update(normalize_in_graph=True, input_range="0..255 RGB",
-                                outputs=[PROBS_NAME], output_activation="softmax")
-        write_onnx_metadata(proto, graph_meta)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-
-        say("parity check (normalised graph vs Segmenter)")
-        rgb = parity_image(sized)
-        want = TorchSegmenter(copy.deepcopy(model), sized)(np.ascontiguousarray(rgb[:, :, ::-1]))
-        sess, _ = make_session(tmp, threads=threads)
-        x = rgb.transpose(2, 0, 1)[None].astype(np.float32)
-        (probs,) = sess.run([PROBS_NAME], {sess.get_inputs()[0].name: x})
-        got = probs[0].argmax(0).astype(np.uint8)
-        agreement = float((got == want).mean())
-        sums = probs.sum(1)
-        parity = {"agreement": agreement, "size": [h, w],
-                  "reference": "Segmenter (PyTorch) with the model's own normalisation",
-                  "probs_sum_max_err": float(np.abs(sums - 1.0).max())}
-        if agreement < min_agreement:
-            raise EdgesegError(
-                f"parity check failed: the normalised graph and the Segmenter agree on "
-                f"{agreement:.4%} of pixels (< {min_agreement:.1%}); nothing written to {out}"
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {**{k: v for k, v in report.items() if k not in ("parity", "meta", "path")},
-            "path": str(out), "format": "onnx", "normalize_in_graph": True,
-            "outputs": {PROBS_NAME: report["outputs"]["logits"]}, "parity": parity,
-            "meta": graph_meta.to_dict()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +276,7 @@ def write_deepstream(
             else:
                 (staging / name).write_text(src)
         for f in staging.iterdir():
-            os.replace(f, out_dir / f.name)
+            publish(f, out_dir / f.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"path": str(out_dir), "format": "deepstream", "infer_config": str(out_dir / INFER_CONFIG),
@@ -409,7 +285,8 @@ def write_deepstream(
 
 
 def build_deepstream(
-    model: Any, meta: ModelMeta, out: Path, s: dict[str, Any], step: Step
+    model: Any, meta: ModelMeta, out: Path, settings: ExportSettings | Mapping[str, Any],
+    step: Step,
 ) -> dict[str, Any]:
     """``edgeseg export --format deepstream --out DIR``: the normalised-in-graph ONNX (always:
     nvinfer's scalar scale can't express a per-channel std), checked against the Segmenter,
@@ -418,28 +295,27 @@ def build_deepstream(
     Settings used: height, width, dcn, opset, precision, and the optional ``sources``,
     ``batch_size``, ``segmentation_threshold``, ``plugin_lib``.
     """
+    s = ExportSettings.of(settings)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgesegError(f"--out {out}: the DeepStream export is a directory")
-    if s.get("argmax"):
+    if s.argmax:
         raise EdgesegError("nvinfer's segmentation parser takes the class scores: leave out "
                            "--argmax for --format deepstream")
-    precision = s.get("precision") or "fp16"
+    precision = s.precision
     if precision == "int8":
         raise EdgesegError("INT8 in DeepStream needs a calibrated engine (`edgeseg calibrate`); "
                            "export fp16 or fp32 here")
     if precision not in NETWORK_MODE:
         raise EdgesegError(f"--precision: expected fp32 or fp16, got {precision!r}")
     onnx_path = out / "model.onnx"
-    batch = s.get("batch_size") or len(s.get("sources") or ()) or 1
-    report = export_normalized_onnx(model, meta, onnx_path, height=s.get("height"),
-                                    width=s.get("width"), dcn=s.get("dcn") or "native",
-                                    opset=int(s.get("opset") or 19), step=step,
+    batch = s.batch_size or len(s.sources) or 1
+    report = export_normalized_onnx(model, meta, onnx_path, height=s.height, width=s.width,
+                                    dcn=s.dcn or "native", opset=s.opset, step=step,
                                     dynamic_batch=batch > 1)  # H and W stay fixed
     step("writing nvinfer and deepstream-app configs")
-    ds = write_deepstream(out, onnx_path, sources=s.get("sources") or (), precision=precision,
-                          batch_size=s.get("batch_size"),
-                          threshold=float(s.get("segmentation_threshold") or 0.0),
-                          plugin_lib=s.get("plugin_lib"))
+    ds = write_deepstream(out, onnx_path, sources=s.sources, precision=precision,
+                          batch_size=s.batch_size, threshold=s.segmentation_threshold,
+                          plugin_lib=s.plugin_lib)
     return {**ds, "onnx": report,
             "parity": report["parity"]}

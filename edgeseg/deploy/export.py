@@ -18,11 +18,12 @@ calibrating on ``--images`` (routes in :mod:`edgeseg.deploy.int8`, the TensorRT 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts.resolve import resolve_model
+from edgeseg.deploy.export_settings import ExportSettings
 from edgeseg.deploy.formats import FORMATS, TORCH2TRT, get_format
 from edgeseg.errors import EdgesegError
 from edgeseg.precision import PRECISIONS
@@ -48,31 +49,35 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 # One function per format: (model, meta, out, settings, step) -> report
 
 
-def to_onnx(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
+def to_onnx(model: Any, meta: Any, out: Path, settings: ExportSettings | Mapping[str, Any],
+            step: Step) -> dict[str, Any]:
     from edgeseg.deploy.onnx import export_onnx
 
-    if s.get("normalize_in_graph"):
-        from edgeseg.deploy.deepstream import export_normalized_onnx
+    s = ExportSettings.of(settings)
+    if s.normalize_in_graph:
+        from edgeseg.deploy.onnx_normalized import export_normalized_onnx
 
-        if s["argmax"] or s["dynamic"] or s["precision"] != "fp32":
+        if s.argmax or s.dynamic or s.precision != "fp32":
             raise EdgesegError("--normalize-in-graph exports a static fp32 graph with softmax "
                                "scores: leave out --argmax, --dynamic and --precision fp16")
-        return export_normalized_onnx(model, meta, out, height=s["height"], width=s["width"],
-                                      dcn=s["dcn"] or "native", opset=s["opset"], step=step)
+        return export_normalized_onnx(model, meta, out, height=s.height, width=s.width,
+                                      dcn=s.dcn or "native", opset=s.opset, step=step)
     return export_onnx(
-        model, meta, out, height=s["height"], width=s["width"], dcn=s["dcn"] or "native",
-        dynamic=s["dynamic"], argmax=s["argmax"], opset=s["opset"],
-        fp16=s["precision"] == "fp16", step=step,
+        model, meta, out, height=s.height, width=s.width, dcn=s.dcn or "native",
+        dynamic=s.dynamic, argmax=s.argmax, opset=s.opset,
+        fp16=s.precision == "fp16", step=step,
     )
 
 
-def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
+def to_engine(model: Any, meta: Any, out: Path, settings: ExportSettings | Mapping[str, Any],
+              step: Step) -> dict[str, Any]:
     """ONNX (portable DCN when this TensorRT's parser lacks DeformConv) -> TensorRT builder."""
+    s = ExportSettings.of(settings)
     from edgeseg.deploy.engine_export import build_engine_file
     from edgeseg.deploy.onnx import export_onnx
 
-    plan = s["plan"]  # made by export() before the model loaded
-    dcn = s["dcn"]
+    plan = s.plan  # made by export() before the model loaded
+    dcn = s.dcn
     if plan.needs_portable_dcn:
         if dcn == "native":
             raise EdgesegError(
@@ -82,20 +87,20 @@ def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -
         dcn = "portable"
     onnx_path = out.with_suffix(".onnx")
     report = export_onnx(
-        model, meta, onnx_path, height=s["height"], width=s["width"], dcn=dcn or "native",
-        dynamic=s["dynamic"], argmax=s["argmax"], opset=s["opset"],
+        model, meta, onnx_path, height=s.height, width=s.width, dcn=dcn or "native",
+        dynamic=s.dynamic, argmax=s.argmax, opset=s.opset,
         fp16=plan.requires_fp16_onnx, step=step,
     )
     h, w = report["meta"]["input_hw"]
     shapes = None
-    if s["dynamic"]:  # batch 1; spatial sizes from half to twice the export size
+    if s.dynamic:  # batch 1; spatial sizes from half to twice the export size
         lo, hi = (1, 3, max(32, h // 2), max(32, w // 2)), (1, 3, 2 * h, 2 * w)
         shapes = {"input": (lo, (1, 3, h, w), hi)}
     model_meta = dict(report["meta"], precision=plan.precision)
     warnings: list[str] = []
     sidecar, extra = build_engine_file(
-        onnx_path, out, plan, s["int8"], model_meta, profile_shapes=shapes,
-        num_images=s["num_images"], seed=s["seed"], step=step, progress=s["build_progress"],
+        onnx_path, out, plan, s.int8, model_meta, profile_shapes=shapes,
+        num_images=s.calibration_images, seed=s.seed, step=step, progress=s.build_progress,
         warn=warnings.append,
     )
     return {
@@ -117,11 +122,15 @@ def to_engine(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -
     }
 
 
-def onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
+def onnx_to_engine(onnx_path: Path, out: Path, settings: ExportSettings | Mapping[str, Any],
+                   step: Step) -> dict[str, Any]:
     """An ONNX given as --model (e.g. calibrate's model.int8.onnx) -> TensorRT builder."""
+    s = ExportSettings.of(settings)
     from edgeseg.deploy.engine_export import build_engine_file
 
-    plan, info = s["plan"], s["onnx_info"]
+    plan, info = s.plan, s.onnx_info
+    if info is None:
+        raise TypeError("onnx_to_engine() needs settings.onnx_info (export() reads it)")
     if plan.requires_fp16_onnx and not info["fp16"]:
         raise EdgesegError(
             f"TensorRT {plan.trt_version.short} builds fp16 only from an fp16 ONNX: export one "
@@ -130,8 +139,8 @@ def onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) ->
     model_meta = dict(info["meta"].to_dict(), precision=plan.precision)
     warnings: list[str] = []
     sidecar, extra = build_engine_file(
-        onnx_path, out, plan, s["int8"], model_meta, num_images=s["num_images"],
-        seed=s["seed"], step=step, progress=s["build_progress"], warn=warnings.append,
+        onnx_path, out, plan, s.int8, model_meta, num_images=s.calibration_images,
+        seed=s.seed, step=step, progress=s.build_progress, warn=warnings.append,
     )
     return {"path": str(out), "format": "engine", "bytes": out.stat().st_size,
             "precision": plan.precision, "tensorrt": sidecar.trt_version, "gpu": sidecar.gpu_name,
@@ -139,17 +148,20 @@ def onnx_to_engine(onnx_path: Path, out: Path, s: dict[str, Any], step: Step) ->
             "meta": model_meta, **extra, "warnings": warnings}
 
 
-def to_torch2trt(model: Any, meta: Any, out: Path, s: dict[str, Any], step: Step) -> dict[str, Any]:
+def to_torch2trt(model: Any, meta: Any, out: Path, settings: ExportSettings | Mapping[str, Any],
+                 step: Step) -> dict[str, Any]:
     """torch2trt with our deformable-conv / grid_sample converters; engine + sidecar."""
+    s = ExportSettings.of(settings)
     from edgeseg.deploy.torch2trt_build import convert_torch2trt
 
-    int8 = s["int8"]
+    int8 = s.int8
     report = convert_torch2trt(
-        model, meta, out, s["plan"], height=s["height"], width=s["width"], dcn=s["dcn"],
-        images=int8.images if int8 is not None else None, num_images=s["num_images"],
-        seed=s["seed"], step=step,
+        model, meta, out, s.plan, height=s.height or meta.input_hw[0],
+        width=s.width or meta.input_hw[1], dcn=s.dcn,
+        images=int8.images if int8 is not None else None, num_images=s.calibration_images,
+        seed=s.seed, step=step,
     )
-    report["warnings"] = list(s["plan"].warnings) + report.pop("notes")
+    report["warnings"] = list(s.plan.warnings) + report.pop("notes")
     return report
 
 
@@ -197,9 +209,11 @@ def export(
     ``calibration_cache`` (calibrate's cache with its ``model.fp32.onnx``) or a Q/DQ ``onnx``.
     ``build_progress(phase, step, steps)``: TensorRT's build phases (a heartbeat on 8.6).
 
-    ``options``: format-specific settings passed to the builder, e.g. ``normalize_in_graph``
-    (onnx); ``triton_pipeline``, ``triton_form``, ``triton_name``, ``max_batch_size`` (triton);
-    ``sources``, ``batch_size``, ``segmentation_threshold``, ``plugin_lib`` (deepstream).
+    ``options``: format-specific fields of :class:`~edgeseg.deploy.export_settings.ExportSettings`,
+    e.g. ``normalize_in_graph`` (onnx); ``triton_pipeline``, ``triton_form``, ``triton_name``,
+    ``max_batch_size`` (triton); ``sources``, ``batch_size``, ``segmentation_threshold``,
+    ``plugin_lib`` (deepstream). One the format does not take is an error naming the formats
+    that do (the table's rows list their options).
     """
     say = step or (lambda _msg: None)
     # Everything that can be checked without torch is checked first.
@@ -234,34 +248,33 @@ def export(
     if fmt is None:
         fmt = _FORMAT_OF_BACKEND.get(prof.deploy.backend, "onnx") if prof else "onnx"
         _check_suffix(Path(out), fmt)
-    settings: dict[str, Any] = {
-        "height": size[0] if size else (prof.deploy.height if prof else None),
-        "width": size[1] if size else (prof.deploy.width if prof else None),
-        # ONNX precision only from the flag; engines fall back to the profile's
-        "precision": precision or _default_precision(fmt, prof),
-        "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "plan": None,
-        "profile": prof, **(options or {}),
-        "int8": None, "num_images": num_images or _default_images(prof), "seed": seed,
-        "build_progress": build_progress, "onnx_info": None,
-    }
-    if settings.get("normalize_in_graph") and fmt != "onnx":
-        raise EdgesegError("--normalize-in-graph goes with --format onnx (--format deepstream "
-                           "always folds the normalisation into its ONNX)")
     row = get_format(fmt)
-    row.check_precision(settings["precision"])
-    if onnx is not None and fmt != "engine":
+    try:
+        settings = ExportSettings.of({
+            **(options or {}),
+            "height": size[0] if size else (prof.deploy.height if prof else None),
+            "width": size[1] if size else (prof.deploy.width if prof else None),
+            # ONNX precision only from the flag; engines fall back to the profile's
+            "precision": precision or _default_precision(fmt, prof),
+            "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "profile": prof,
+            "images": images, "num_images": num_images,
+            "calibration_cache": str(calibration_cache) if calibration_cache else None,
+            "seed": seed, "build_progress": build_progress,
+        })
+    except TypeError as e:
+        raise EdgesegError(f"export options: {e}") from None
+    row.check_options(settings)
+    settings = settings.but(num_images=num_images or _default_images(prof))
+    row.check_precision(settings.precision)
+    if onnx is not None and "onnx" not in row.models:
         raise EdgesegError(
             f"an ONNX --model builds TensorRT engines (--format engine); --format {fmt} needs a "
             "checkpoint"
         )
-    if fmt == "torch2trt" and (dynamic or argmax):
-        raise EdgesegError(
-            "torch2trt engines have a static shape and a logits output: leave out --dynamic "
-            "and --argmax, or use --format engine"
-        )
     if fmt in ("engine", "torch2trt"):
-        _plan(fmt, settings, prof, onnx=Path(onnx) if onnx else None, images=images,
-              cache=Path(calibration_cache) if calibration_cache else None, weights=weights)
+        settings = _plan(fmt, settings, prof, onnx=Path(onnx) if onnx else None, images=images,
+                         cache=Path(calibration_cache) if calibration_cache else None,
+                         weights=weights)
     if onnx is not None:
         report = onnx_to_engine(Path(onnx), Path(out), settings, say)
         report["source"] = str(onnx)
@@ -281,8 +294,8 @@ def export(
         net = build_model(str(ref.variant), aux=False).eval()
         meta = default_meta(net.variant, DEFAULT_HW)
         meta.extra["random_init"] = True
-    settings["height"] = settings["height"] or meta.input_hw[0]
-    settings["width"] = settings["width"] or meta.input_hw[1]
+    settings = settings.but(height=settings.height or meta.input_hw[0],
+                            width=settings.width or meta.input_hw[1])
     report = row.build(net, meta, Path(out), settings, say)
     report["source"] = str(weights) if weights is not None else f"random-init {ref.variant}"
     if prof is not None:
@@ -318,10 +331,10 @@ def _default_images(prof: Any) -> int:
     return int(prof.calibration.images) if prof is not None else DEFAULT_CALIBRATION_IMAGES
 
 
-def _plan(fmt: str, s: dict[str, Any], prof: Any, *, onnx: Path | None, images: str | None,
-          cache: Path | None, weights: Path | None) -> None:
-    """Build plan and INT8 route into ``s`` for the installed TensorRT, before any model loads;
-    one-line error when there is none."""
+def _plan(fmt: str, s: ExportSettings, prof: Any, *, onnx: Path | None, images: str | None,
+          cache: Path | None, weights: Path | None) -> ExportSettings:
+    """``s`` with the build plan and INT8 route for the installed TensorRT, made before any
+    model loads; one-line error when there is none."""
     from edgeseg.deploy.engine_export import onnx_engine_source, plan_engine
     from edgeseg.deploy.tensorrt import tensorrt_version
 
@@ -329,9 +342,10 @@ def _plan(fmt: str, s: dict[str, Any], prof: Any, *, onnx: Path | None, images: 
         TORCH2TRT.require()
     has_qdq = False
     if onnx is not None:
-        s["onnx_info"] = onnx_engine_source(onnx, tensorrt_version())
-        has_qdq = s["onnx_info"]["has_qdq"]
-        if has_qdq:
-            s["precision"] = "int8"  # a Q/DQ ONNX is INT8 whatever the profile says
-    s["plan"], s["int8"] = plan_engine(fmt, s["precision"], prof, onnx=onnx, onnx_has_qdq=has_qdq,
-                                       images=images, cache=cache, weights=weights)
+        info = onnx_engine_source(onnx, tensorrt_version())
+        has_qdq = info["has_qdq"]
+        # a Q/DQ ONNX is INT8 whatever the profile says
+        s = s.but(onnx_info=info, precision="int8" if has_qdq else s.precision)
+    plan, int8 = plan_engine(fmt, s.precision, prof, onnx=onnx, onnx_has_qdq=has_qdq,
+                             images=images, cache=cache, weights=weights)
+    return s.but(plan=plan, int8=int8)

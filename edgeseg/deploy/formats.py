@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edgeseg.deploy.export_settings import OPTIONS, ExportSettings, given_options
 from edgeseg.errors import EdgesegError, MissingDependencyError
 
 __all__ = ["FORMATS", "ExportFormat", "Requirement", "availability", "get_format"]
@@ -50,7 +51,10 @@ class ExportFormat:
     layout: str  # what lands on disk, in words
     precisions: tuple[str, ...]
     requires: tuple[Requirement, ...]
-    builder: str  # "module:function"; (model, meta, out, settings, step) -> report
+    builder: str  # "module:function"; (model, meta, out, ExportSettings, step) -> report
+    options: tuple[str, ...] = ()  # the format-specific options it takes (export_settings.OPTIONS)
+    models: tuple[str, ...] = ("checkpoint", "variant")  # --model kinds it builds from
+    precision_hint: str = ""  # said when a precision is refused
 
     @property
     def is_folder(self) -> bool:
@@ -61,13 +65,22 @@ class ExportFormat:
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
-            hint = ""
-            if self.name == "onnx" and precision == "int8":
-                hint = " (an INT8 Q/DQ ONNX is written by `edgeseg calibrate`)"
+            hint = f" ({self.precision_hint})" if self.precision_hint else ""
             raise EdgesegError(
                 f"--format {self.name} supports --precision {', '.join(self.precisions)}, "
                 f"not {precision}{hint}"
             )
+
+    def check_options(self, settings: ExportSettings) -> None:
+        """One line naming the first option this format would ignore, and the formats that
+        use it: a flag that does nothing here is an error, not silence."""
+        for name in given_options(settings):
+            if name in self.options:
+                continue
+            opt = OPTIONS[name]
+            takers = " or ".join(f.name for f in FORMATS.values() if name in f.options)
+            hint = f" ({opt.hint})" if opt.hint else ""
+            raise EdgesegError(f"{opt.flag} goes with --format {takers}, not {self.name}{hint}")
 
     def missing(self) -> list[tuple[Requirement, str]]:
         """The requirements this machine lacks, each with the reason."""
@@ -109,29 +122,35 @@ FORMATS: dict[str, ExportFormat] = {
             "onnx", "ONNX (native DeformConv or portable GridSample + Conv), parity-checked",
             (".onnx",), "one .onnx file with edgeseg metadata_props", ("fp32", "fp16"),
             (ONNX,), "edgeseg.deploy.export:to_onnx",
+            options=("normalize_in_graph", "dynamic", "argmax"),
+            precision_hint="an INT8 Q/DQ ONNX is written by `edgeseg calibrate`",
         ),
         ExportFormat(
             "engine", "TensorRT engine through TensorRT's ONNX parser",
             (".engine", ".plan", ".trt"), "engine + .engine.json sidecar (+ the .onnx beside it)",
             ("fp32", "fp16", "int8"), (ONNX, TENSORRT, CUDA), "edgeseg.deploy.export:to_engine",
+            options=("dynamic", "argmax", "images", "calibration_cache", "num_images"),
+            models=("checkpoint", "variant", "onnx"),
         ),
         ExportFormat(
             "torch2trt", "TensorRT engine through torch2trt and edgeseg's deformable-conv converter",
             (".engine", ".plan", ".trt"), "engine + .engine.json sidecar",
             ("fp32", "fp16", "int8"), (TENSORRT, CUDA, TORCH2TRT),
-            "edgeseg.deploy.export:to_torch2trt",
+            "edgeseg.deploy.export:to_torch2trt", options=("images", "num_images"),
         ),
         ExportFormat(
             "triton", "Triton Inference Server model repository (ONNX, batch dimension dynamic)",
             (), "REPO/<name>/config.pbtxt + labels.txt + 1/model.onnx (1/model.py: Python "
             "backend); --triton-pipeline adds pre/post models and an ensemble",
             ("fp32", "fp16"), (ONNX,), "edgeseg.deploy.triton:build_triton",
+            options=("argmax", "triton_pipeline", "triton_form", "triton_name", "max_batch_size"),
         ),
         ExportFormat(
             "deepstream", "DeepStream nvinfer (network-type 2) + deepstream-app with nvsegvisual",
             (), "DIR/model.onnx (mean/std in the graph, 0..255 RGB in) + nvinfer config + "
             "labels.txt + deepstream-app config", ("fp32", "fp16"), (ONNX,),
             "edgeseg.deploy.deepstream:build_deepstream",
+            options=("sources", "plugin_lib", "segmentation_threshold"),
         ),
     )
 }

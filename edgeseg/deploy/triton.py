@@ -31,7 +31,6 @@ to export); the tests parse every one into tritonclient's ModelConfig protobuf.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts.meta import ModelMeta
+from edgeseg.atomic import publish
+from edgeseg.deploy.export_settings import ExportSettings
 from edgeseg.deploy.triton_config import (
     LABELS_FILE,
     META_PARAM,
@@ -265,7 +266,7 @@ def write_repository(
                 else:
                     dst.write_text(src)
         for model_name in models:
-            _replace_dir(staging / model_name, repo / model_name)
+            publish(staging / model_name, repo / model_name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for model_name in models:
@@ -275,23 +276,13 @@ def write_repository(
     return report
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` onto ``dst``, replacing an existing directory (old one removed after)."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # Export builder (a row of the export formats table)
 
 
 def build_triton(
-    model: Any, meta: ModelMeta, out: Path, s: Mapping[str, Any], step: Any
+    model: Any, meta: ModelMeta, out: Path, settings: ExportSettings | Mapping[str, Any],
+    step: Any,
 ) -> dict[str, Any]:
     """``edgeseg export --format triton --out REPO``: export the ONNX (batch dimension dynamic,
     so Triton can batch) into a scratch file, then write the model repository from it.
@@ -303,12 +294,13 @@ def build_triton(
     """
     from edgeseg.deploy.onnx import export_onnx
 
-    form = s.get("triton_form") or "onnx"
+    s = ExportSettings.of(settings)
+    form = s.triton_form or "onnx"
     if form == "plan":
         raise EdgesegError("--triton-form plan: build the engine with `edgeseg export --format "
                            "engine --dynamic`, then write the repository from it")
-    batching = Batching.from_profile(s.get("profile"), max_batch_size=s.get("max_batch_size"),
-                                     kind=s.get("triton_kind"))
+    batching = Batching.from_profile(s.profile, max_batch_size=s.max_batch_size,
+                                     kind=s.triton_kind)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgesegError(f"--out {out}: a Triton model repository is a directory")
@@ -316,14 +308,13 @@ def build_triton(
     with tempfile.TemporaryDirectory(prefix=".edgeseg-export-", dir=out) as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         report = export_onnx(
-            model, meta, onnx_path, height=s.get("height"), width=s.get("width"),
-            dcn=s.get("dcn") or "native", dynamic=True, argmax=bool(s.get("argmax")),
-            opset=int(s.get("opset") or 19), fp16=s.get("precision") == "fp16", step=step,
+            model, meta, onnx_path, height=s.height, width=s.width,
+            dcn=s.dcn or "native", dynamic=True, argmax=s.argmax, opset=s.opset,
+            fp16=s.precision == "fp16", step=step,
         )
         step("writing the Triton model repository")
-        repo = write_repository(out, onnx_path, name=s.get("triton_name") or "desanet",
-                                form=form, pipeline=bool(s.get("triton_pipeline")),
-                                batching=batching)
+        repo = write_repository(out, onnx_path, name=s.triton_name, form=form,
+                                pipeline=s.triton_pipeline, batching=batching)
     return {**repo, "path": str(out), "onnx": {k: v for k, v in report.items()
                                                 if k not in ("meta", "path")},
             "parity": report.get("parity")}

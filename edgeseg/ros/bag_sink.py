@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.atomic import publish
 from edgeseg.errors import EdgesegError
 from edgeseg.ros.bag import _require_rosbags, _split
 from edgeseg.ros.messages import (
@@ -311,9 +312,9 @@ class BagSink(Sink):
 
     def _publish(self, target: Path) -> None:
         if self.spec.folder:
-            os.replace(self._bagdir, target)
+            publish(self._bagdir, target)
         else:  # the one storage file; its embedded metadata names <stem>.mcap
-            os.replace(self._bagdir / f"{self._bagdir.name}.mcap", target)
+            publish(self._bagdir / f"{self._bagdir.name}.mcap", target)
         shutil.rmtree(self._stage, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.atomic import publish
 from edgeseg.errors import EdgesegError
 from edgeseg.tune.space import TuneConfig
 
@@ -190,7 +190,7 @@ class Builder:
         try:
             calibrate(images=self.calibration, out=qdir / "q", onnx=fp32, profile="x86-cpu",
                       num=self.calib_images, holdout=0, runs=0, threads=c.threads)
-            os.replace(qdir / "q" / QDQ_NAME, out)
+            publish(qdir / "q" / QDQ_NAME, out)
         finally:
             shutil.rmtree(qdir, ignore_errors=True)
 

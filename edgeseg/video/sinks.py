@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg.atomic import publish
 from edgeseg.errors import EdgesegError
 from edgeseg.video.frame import Frame
 from edgeseg.video.overlay import colorize, palette_lut
@@ -256,7 +257,7 @@ class VideoSink(Sink):
         finally:
             self._vw.release()
             self._vw = None
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
 
 
 class FolderSink(Sink):

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.atomic import publish
 from edgeseg.data.cityscapes import CLASSES, ID_TO_TRAIN_ID, LABEL_ID_COLORS, NUM_CLASSES
 from edgeseg.data.synthetic.scene import generate_scene, scene_rng
 from edgeseg.errors import EdgesegError
@@ -125,15 +126,7 @@ def write_synthetic_cityscapes(
         (tmp / MARKER).write_text(
             json.dumps({"generator": "edgeseg.data.synthetic", **meta}, indent=2)
         )
-        if replace:
-            old = tmp.with_suffix(".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if out.is_dir():
-                out.rmdir()  # empty
-            os.replace(tmp, out)
+        publish(tmp, out)  # a swap when replacing an earlier dataset (or an empty folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,7 +5,6 @@ the FP32 vs INT8 report, all or nothing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.artifacts.resolve import resolve_model
+from edgeseg.atomic import publish
 from edgeseg.deploy.quantize.compare import DEFAULT_RUNS, compare_models
 from edgeseg.deploy.quantize.images import (
     DEFAULT_HOLDOUT,
@@ -381,7 +381,7 @@ def _commit(staging: Path, out: Path) -> None:
     """Move the finished files into ``out``: the whole folder at once when ``out`` is new,
     else file by file (each an atomic rename, replacing an earlier run's file)."""
     if not out.exists():
-        os.replace(staging, out)
+        publish(staging, out)
         return
     for f in sorted(staging.iterdir()):
-        os.replace(f, out / f.name)
+        publish(f, out / f.name)
