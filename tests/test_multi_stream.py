@@ -227,3 +227,37 @@ def test_torch_batch_equals_one_by_one(tmp_path: Path) -> None:
     for a, b in zip(*runs):
         for la, lb in zip(a.labels, b.labels):
             assert float(np.mean(la == lb)) > 0.999  # float reordering may flip a rare tie
+
+
+def test_fanout_names_sources_and_closes_what_it_opened_on_a_failure(tmp_path, monkeypatch):
+    from edgeseg.errors import EdgesegError
+    from edgeseg.video import fanout
+
+    # a clash renames every source by its index, so the names keep the --source order
+    assert fanout.source_names(["a/cam.mp4", "b/cam.mp4", "/dev/video0"]) == ["cam-0", "cam-1", "cam2-2"]
+    assert fanout.source_names(["a.mp4", "/dev/video0"]) == ["a", "cam1"]
+    closed: list[str] = []
+
+    class Fake:
+        needs_visual = True
+
+        def __init__(self, spec):
+            self.spec = self.name = spec
+
+        def close(self):
+            closed.append(self.spec)
+
+    def open_sink(spec, **kw):
+        if spec.startswith("bad"):
+            raise EdgesegError(f"cannot open {spec}")
+        return Fake(spec)
+
+    monkeypatch.setattr(fanout, "open_sink", open_sink)
+    out = fanout.open_fanout(["{name}.mp4", "{name}-b.mp4", "all.mp4"], ["x", "y"], [10.0, 5.0],
+                             classes=["a"], palette=[(0, 0, 0)], masks=[])
+    assert [type(p).__name__ for p in out.per_source] == ["TeeSink", "TeeSink"]
+    assert [s.spec for s in out.shared] == ["all.mp4"]
+    with pytest.raises(EdgesegError, match="cannot open bad.mp4"):
+        fanout.open_fanout(["{name}.mp4", "bad.mp4"], ["x", "y"], [None, None], classes=["a"],
+                           palette=[(0, 0, 0)], masks=[])
+    assert closed == ["x.mp4", "y.mp4"]  # both per-source sinks closed, nothing left open

@@ -169,22 +169,36 @@ def _run_level(
     return list(window.latencies), window.length()
 
 
+# `bench --backend triton` defaults (None in the library call means these)
+TRITON_DURATION_S = 5.0
+TRITON_WARMUP_S = 1.0
+TRITON_MAX_REQUESTS = 100_000
+
+
 def bench_triton(
-    url: str,
+    url: str | None = None,
     *,
     model: str | None = None,
-    levels: Sequence[int] = (1,),
+    levels: Sequence[int] | str = (1,),
     frame_hw: tuple[int, int] | None = None,
-    duration_s: float = 5.0,
-    warmup_s: float = 1.0,
-    max_requests: int = 100_000,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    max_requests: int | None = None,
     token: str | None = None,
     step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`edgeseg bench --backend triton --concurrency ...`: one row per concurrency for a model
-    on a Triton server, sent synthetic street scenes (frame size default: the model's input)."""
-    from edgeseg.runtime.triton_backend import TritonSegmenter
+    on a Triton server, sent synthetic street scenes (frame size default: the model's input).
 
+    ``url`` defaults to the Triton backend's (localhost:8001), ``levels`` may be the
+    ``--concurrency`` text ("1,2,4"); a None duration, warm-up or cap takes ``TRITON_*``."""
+    from edgeseg.runtime.triton_backend import DEFAULT_URL, TritonSegmenter
+
+    url = url or DEFAULT_URL
+    levels = parse_levels(levels) if isinstance(levels, str) else list(levels)
+    duration_s = TRITON_DURATION_S if duration_s is None else duration_s
+    warmup_s = TRITON_WARMUP_S if warmup_s is None else warmup_s
+    max_requests = TRITON_MAX_REQUESTS if max_requests is None else max_requests
     probe = TritonSegmenter(url, model=model, token=token)
     try:
         h, w = frame_hw or probe.meta.input_hw

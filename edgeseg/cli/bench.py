@@ -173,7 +173,6 @@ def _bench_triton(
 ) -> None:
     """Thin CLI over :func:`edgeseg.bench.concurrency.bench_triton`."""
     from edgeseg.bench.concurrency import bench_triton, parse_levels
-    from edgeseg.runtime.triton_backend import DEFAULT_URL
 
     if backend not in (None, "triton"):
         raise EdgesegError(f"--url and --concurrency go with --backend triton, not {backend}")
@@ -182,10 +181,9 @@ def _bench_triton(
     levels = parse_levels(concurrency or "1")
     frame_hw = parse_hw(frame_size, "--frame-size", minimum=16) if frame_size else None
     with progress("bench triton", len(levels), transient=True) as bar:
-        report = bench_triton(
-            url or DEFAULT_URL, model=model, levels=levels, frame_hw=frame_hw,
-            duration_s=duration_s or 5.0, warmup_s=1.0 if warmup_s is None else warmup_s,
-            max_requests=iters or 100_000, token=token, step=lambda msg: bar(1, msg),
+        report = bench_triton(  # the library's defaults for what was not given
+            url, model=model, levels=levels, frame_hw=frame_hw, duration_s=duration_s,
+            warmup_s=warmup_s, max_requests=iters, token=token, step=lambda msg: bar(1, msg),
         )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

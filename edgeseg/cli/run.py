@@ -167,7 +167,9 @@ def run_cli(
         console.print("no display: results are neither shown nor saved (use --sink out.mp4)")
     if len(srcs) == 1:
         if any("{name}" in s for s in sinks):
-            sinks = [s.replace("{name}", _source_name(specs[0], 0)) for s in sinks]
+            from edgeseg.video.fanout import source_name
+
+            sinks = [s.replace("{name}", source_name(specs[0], 0)) for s in sinks]
         summary: RunSummary | MultiSummary = run(
             seg, srcs[0], sinks, visualize=visualize, alpha=alpha, max_frames=max_frames,
             masks=mask_list, legend=legend, hud=hud, sink_options=options,
@@ -210,55 +212,23 @@ def _power_reader(warn: Callable[[str], Any]) -> Callable[[], dict[str, Any]]:
     return sampler.latest
 
 
-def _source_name(spec: str, index: int) -> str:
-    """``{name}`` in a per-source sink: a file's stem, else ``cam<index>``."""
-    from edgeseg.video.sources import parse_source
-
-    s = parse_source(spec)
-    if s.kind in ("video", "image", "folder"):
-        return Path(str(s.target)).stem or f"src{index}"
-    return f"cam{index}"
-
-
 def _run_many(seg: Any, srcs: list[Any], specs: list[str], sinks: list[str], *,
               options: dict[str, Any], masks: list[str], **kw: Any) -> MultiSummary:
     """Several sources: per-source sinks for specs holding ``{name}``, a mosaic for the others."""
+    from edgeseg.video.fanout import open_fanout, source_names
     from edgeseg.video.multi import run_multi
-    from edgeseg.video.sinks import Sink, TeeSink, open_sink
-
-    meta = seg.meta
-    names = [_source_name(s, i) for i, s in enumerate(specs)]
-    if len(set(names)) != len(names):
-        names = [f"{n}-{i}" for i, n in enumerate(names)]
-    opened: list[Sink] = []
-
-    def op(spec: str, fps: float | None) -> Sink:
-        snk = open_sink(spec, classes=meta.classes, palette=meta.palette, fps=fps, masks=masks,
-                        **options)
-        opened.append(snk)
-        return snk
 
     try:
-        per: list[Sink | None] = [None] * len(srcs)
-        per_sinks: list[list[Sink]] = [[] for _ in srcs]
-        shared: list[Sink] = []
-        for s in sinks:
-            if "{name}" in s:
-                for i, src in enumerate(srcs):
-                    per_sinks[i].append(op(s.replace("{name}", names[i]), src.fps))
-            else:
-                shared.append(op(s, srcs[0].fps))
-        for i, group in enumerate(per_sinks):
-            if group:
-                per[i] = group[0] if len(group) == 1 else TeeSink(group)
+        out = open_fanout(sinks, source_names(specs), [src.fps for src in srcs],
+                          classes=seg.meta.classes, palette=seg.meta.palette, masks=masks,
+                          options=options)
     except BaseException:
-        for snk in opened:
-            snk.close()
         for src in srcs:
             src.close()
         raise
     with progress("run", None, transient=True) as bar:
-        return run_multi(seg, srcs, per_source=per, shared=shared, progress=bar, **kw)
+        return run_multi(seg, srcs, per_source=out.per_source, shared=out.shared, progress=bar,
+                         **kw)
 
 
 def print_multi_summary(s: MultiSummary) -> None:
