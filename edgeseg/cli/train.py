@@ -129,20 +129,20 @@ def eval_cli(
     device: str = typer.Option("auto", "--device", help=f"Torch device: {DEVICE_HELP}."),
     json_: bool = JsonOpt,
 ) -> None:
-    from edgeseg.artifacts.resolve import resolve_model
+    from edgeseg.artifacts.job import resolve_job
     from edgeseg.data.cityscapes import CityscapesDataset
     from edgeseg.train.evaluate import evaluate
 
     deprecated("--model", weights=weights)
-    ref = resolve_model(model, weights=weights, command="eval")
-    assert ref is not None and ref.path is not None
+    job = resolve_job("eval", model=model, weights=weights)
+    assert job.path is not None
     with progress("eval", len(CityscapesDataset(data, split))) as bar:
-        report = evaluate(ref.path, data, split, save_pred, on_image=bar,
+        report = evaluate(job.path, data, split, save_pred, on_image=bar,
                           device=device)
     if json_:
         emit_json(report)
     else:
-        _print_eval(report, title=f"{ref.path.name} on {split}")
+        _print_eval(report, title=f"{job.path.name} on {split}")
 
 
 def _print_eval(report: dict, title: str) -> None:

@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeseg.artifacts.resolve import resolve_model
+from edgeseg.artifacts.job import resolve_job
 from edgeseg.deploy.export_settings import ExportSettings
 from edgeseg.deploy.formats import FORMATS, TORCH2TRT, get_format
 from edgeseg.errors import EdgesegError
 from edgeseg.precision import PRECISIONS
-from edgeseg.sizes import hw_from_flags
 
 __all__ = ["export", "export_steps", "onnx_to_engine", "to_engine", "to_onnx", "to_torch2trt"]
 
@@ -225,12 +224,15 @@ def export(
         raise EdgesegError(f"calibration cache not found: {calibration_cache}")
     if calibration_cache is not None and onnx is None and weights is None and model is None:
         onnx = Path(calibration_cache).parent / "model.fp32.onnx"  # calibrate wrote it there
-    ref = resolve_model(model, weights=weights, onnx=onnx, random_init=random_init,
-                        accepts=("checkpoint", "onnx", "variant"), command="export")
+    # the model, the profile with --height/--width applied, the size by flag > profile >
+    # ONNX metadata (a checkpoint's own size applies below, once it is loaded)
+    job = resolve_job("export", model=model, weights=weights, onnx=onnx, random_init=random_init,
+                      accepts=("checkpoint", "onnx", "variant"), profile=profile, height=height,
+                      width=width)
+    ref = job.model
     assert ref is not None
     weights = ref.path if ref.kind == "checkpoint" else None
     onnx = ref.path if ref.kind == "onnx" else None
-    size = hw_from_flags(height, width)
     if num_images is not None and num_images < 1:
         raise EdgesegError(f"--calib-images must be at least 1, got {num_images}")
     folder = fmt is not None and get_format(fmt).is_folder
@@ -240,11 +242,7 @@ def export(
         raise EdgesegError(f"--out {out}: --format {fmt} writes a directory, not a file")
     _check_suffix(Path(out), fmt)
 
-    prof = None
-    if profile is not None:
-        from edgeseg.profiles import load_profile
-
-        prof = load_profile(profile)
+    prof = job.profile
     if fmt is None:
         fmt = _FORMAT_OF_BACKEND.get(prof.deploy.backend, "onnx") if prof else "onnx"
         _check_suffix(Path(out), fmt)
@@ -252,8 +250,8 @@ def export(
     try:
         settings = ExportSettings.of({
             **(options or {}),
-            "height": size[0] if size else (prof.deploy.height if prof else None),
-            "width": size[1] if size else (prof.deploy.width if prof else None),
+            "height": job.input_hw[0] if job.input_hw else None,
+            "width": job.input_hw[1] if job.input_hw else None,
             # ONNX precision only from the flag; engines fall back to the profile's
             "precision": precision or _default_precision(fmt, prof),
             "dcn": dcn, "dynamic": dynamic, "argmax": argmax, "opset": opset, "profile": prof,

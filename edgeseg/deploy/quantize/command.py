@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.artifacts.resolve import resolve_model
+from edgeseg.artifacts.job import resolve_job
 from edgeseg.atomic import publish
 from edgeseg.deploy.quantize.compare import DEFAULT_RUNS, compare_models
 from edgeseg.deploy.quantize.images import (
@@ -40,7 +40,6 @@ from edgeseg.deploy.quantize.settings import (
     parse_exclude,
 )
 from edgeseg.errors import EdgesegError
-from edgeseg.sizes import hw_from_flags
 
 if TYPE_CHECKING:
     from edgeseg.artifacts.meta import ModelMeta
@@ -143,8 +142,6 @@ def calibrate(
         log: one-line messages (warnings, stages). progress: ``progress(stage, total)``
             returns a callable advanced once per image.
     """
-    from edgeseg.profiles import apply_overrides, load_profile
-
     say = log or (lambda _m: None)
     tick = progress or (lambda _stage, _total: (lambda: None))
     warnings: list[str] = []
@@ -153,19 +150,17 @@ def calibrate(
         warnings.append(msg)
 
     # 1. Everything that can be checked cheaply, before any heavy work.
-    ref = resolve_model(model, weights=weights, onnx=onnx, accepts=("checkpoint", "onnx"),
-                        command="calibrate")
-    assert ref is not None
-    weights = ref.path if ref.kind == "checkpoint" else None
-    onnx = ref.path if ref.kind == "onnx" else None
+    # the model, the profile with --height/--width applied, and the impossible combinations
+    # (a size flag for a fixed-size ONNX) in one place
+    job = resolve_job("calibrate", model=model, weights=weights, onnx=onnx,
+                      accepts=("checkpoint", "onnx"), profile=profile, height=height,
+                      width=width)
+    weights = job.path if job.kind == "checkpoint" else None
+    onnx = job.path if job.kind == "onnx" else None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgesegError(f"--out must be a folder, {out} is a file")
-    size = hw_from_flags(height, width)
-    if onnx is not None and size is not None:
-        raise EdgesegError("--height/--width set the export size of a checkpoint; an ONNX keeps "
-                           "its own")
-    prof = apply_overrides(load_profile(profile), height=height, width=width)
+    prof = job.profile
     target = "tensorrt" if prof.deploy.backend == "tensorrt" else "onnxruntime"
     settings = QuantSettings.for_target(target, method, parse_exclude(exclude))
     if dcn not in ("auto", "native", "portable"):
