@@ -365,6 +365,40 @@ def test_time_budget_fixes_the_schedule_and_resume_keeps_it(
     np.testing.assert_allclose(cut.losses + resumed.losses, full.losses, rtol=1e-6)
 
 
+def test_time_budget_replans_when_the_machine_gets_busier(
+    synthetic_root: Path, tmp_path: Path, monkeypatch, one_torch_thread
+) -> None:
+    """Issue 33: steps take 0.1 s until the plan, then 0.3 s (another job took the cores). A
+    plan fixed once would run ~2.5x over the 10 s budget; re-planning ends within 10% of it.
+    The loop's clock is a fake one, advanced by each step's cost."""
+    import types
+
+    from edgeseg.train import budget, loop
+
+    clock = [1000.0]
+    fake = types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                 **{k: getattr(loop.time, k) for k in ("time", "sleep", "monotonic")})
+    monkeypatch.setattr(loop, "time", fake)
+    plans: list[int] = []
+
+    def step(it: int, _info: dict) -> None:
+        clock[0] += 0.1 if not plans else 0.3
+
+    cfg = _tiny_cfg(synthetic_root, tmp_path / "busy", optimizer="adamw", warmup_iters=12,
+                    iters=10_000, time_budget_s=10.0)
+    t_start = clock[0]
+    result = train(cfg, log=lambda m: None, on_step=step, on_schedule=plans.append)
+    first = plans[0]
+    once = first - budget.probe_end(0, 12)  # the steps a fixed plan would still have run
+    assert 1.2 + 0.3 * once > 20.0  # what the old fixed plan would have taken
+    assert len(plans) >= 2 and plans[-1] < first  # re-planned shorter
+    took = clock[0] - t_start
+    assert 9.0 <= took <= 11.0, (took, plans)
+    assert result.iteration == plans[-1] == result.schedule["iters"]
+    assert result.schedule["replans"] >= 1
+    assert load_checkpoint(result.checkpoint)["schedule"]["iters"] == result.iteration
+
+
 def test_time_budget_stops_at_iters_on_a_fast_machine(synthetic_root: Path, tmp_path: Path) -> None:
     """A budget never lengthens a run: iters is the cap (ends here before the probe does)."""
     cfg = _tiny_cfg(synthetic_root, tmp_path / "cap", iters=3, time_budget_s=3600.0)
@@ -420,3 +454,12 @@ def test_class_frequencies_and_enet_weights_match_numpy(synthetic_root: Path) ->
 def test_class_weight_option_is_checked() -> None:
     with pytest.raises(EdgesegError, match="class_weight"):
         load_train_config(None, recipe="cpu-quick", class_weight="median")
+
+
+def test_demo_says_when_the_budget_fitted_too_few_iterations() -> None:
+    from edgeseg.demo import _busy_note
+
+    note = _busy_note(271, 1000, 300.0)
+    assert note is not None and "fitted 271 of the recipe's 1000 iterations" in note
+    assert _busy_note(600, 1000, 300.0) is None  # most of the recipe: no note
+    assert _busy_note(4, 1000, None) is None  # no budget: the iterations asked for

@@ -28,7 +28,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeseg.errors import EdgesegError
-from edgeseg.train.budget import PROBE_SKIP, plan_iterations, probe_end
+from edgeseg.train.budget import (
+    PROBE_SKIP,
+    REPLAN_MARGIN,
+    plan_iterations,
+    probe_end,
+    replan_every,
+)
 from edgeseg.train.checkpoint import (
     check_variant,
     default_meta,
@@ -320,6 +326,8 @@ def train(
         t_last = time.perf_counter()
         probe_from, t_probe = start_iter + PROBE_SKIP, t_last
         probe_to = probe_end(start_iter, cfg.warmup_iters)
+        # re-planning (budget.py): only in the run that planned; a resumed run keeps its plan
+        cap, every, t_plan, it_plan = cfg.iters, 0, t_last, start_iter
         while it < cfg.iters:
             try:
                 images, labels = next(batches)
@@ -354,13 +362,26 @@ def train(
                 if it == probe_from:
                     t_probe = now
                 elif it == probe_to:
-                    plan = _plan(cfg, dist, it, (it - probe_from) / (now - t_probe), now - t_call)
+                    plan = _plan(cfg, dist, it, (it - probe_from) / (now - t_probe), now - t_call,
+                                 cap)
                     schedule.update(plan)
                     cfg.iters = plan["iters"]
+                    every, t_plan, it_plan = replan_every(cfg.iters, it), now, it
                     log(f"time budget {cfg.time_budget_s:.0f} s: {schedule['steps_per_s']:.2f} "
                         f"it/s over {probe_to - probe_from} steps -> {cfg.iters} iterations")
                     if on_schedule:
                         on_schedule(cfg.iters)
+            elif every and (it - it_plan) % every == 0 and it < cfg.iters:
+                # the rate since the last plan: a busier machine shortens the run, an idle one
+                # lengthens it (up to the configured iterations)
+                plan = _plan(cfg, dist, it, (it - it_plan) / (now - t_plan), now - t_call, cap,
+                             margin=REPLAN_MARGIN)
+                if plan["iters"] != cfg.iters:
+                    schedule.update(plan, replans=int(schedule.get("replans") or 0) + 1)
+                    cfg.iters = plan["iters"]
+                    if on_schedule:
+                        on_schedule(cfg.iters)
+                t_plan, it_plan = now, it
             if metrics and (it % cfg.log_every == 0 or it == cfg.iters):
                 metrics.write(json.dumps({"iter": it, **info}) + "\n")
                 metrics.flush()
@@ -396,9 +417,10 @@ def train(
 
 
 def _plan(cfg: TrainConfig, dist: Dist, done: int, steps_per_s: float,
-          elapsed_s: float) -> dict[str, Any]:
-    """Fix the budgeted run's length; every rank takes the smallest plan (they must agree)."""
-    total = plan_iterations(cfg.time_budget_s, elapsed_s, done, steps_per_s, cfg.iters)
+          elapsed_s: float, cap: int, margin: float | None = None) -> dict[str, Any]:
+    """Plan the budgeted run's length; every rank takes the smallest plan (they must agree)."""
+    total = plan_iterations(cfg.time_budget_s, elapsed_s, done, steps_per_s, cap,
+                            **({"margin": margin} if margin is not None else {}))
     if dist.world_size > 1:
         t = torch.tensor([total], dtype=torch.int64)
         if torch.distributed.get_backend() == "nccl":

@@ -14,10 +14,9 @@ loaded machine can be a tenth of the peak):
   roof (a measured copy rate is no upper bound) and the ceiling is compute-only.
 
 A configuration whose ceiling is below the target cannot reach it and is pruned; so is one
-this machine cannot run (reason given). The rest are measured most promising first: largest
-input, then fp32 before int8, native deformable conv before portable (the likely most
-accurate first, since the pick is the most accurate one that is fast enough), then the higher
-ceiling.
+this machine cannot run (reason given). :func:`promise` ranks the rest by likely accuracy
+(largest input, fp32 before int8, native deformable conv before portable, then the higher
+ceiling); :mod:`edgeseg.tune.schedule` orders the measurements with it, near the target first.
 """
 
 from __future__ import annotations
