@@ -93,6 +93,19 @@ def _tree(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _fail_renames_of(path: Path, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """atomic.py's os.replace fails with ``code`` for renames of ``path`` (a full disk, a move
+    across filesystems); every other rename happens."""
+    real = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(src)) == path:
+            raise OSError(code, os.strerror(code))
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
 def test_publish_swaps_a_folder_and_leaves_nothing_hidden(tmp_path: Path) -> None:
     out, staging = tmp_path / "repo", tmp_path / ".repo.stage"
     (out / "old").mkdir(parents=True)
@@ -112,14 +125,7 @@ def test_publish_puts_the_old_folder_back_when_the_swap_fails(
     (out / "a.txt").write_text("old")
     staging.mkdir()
     (staging / "b.txt").write_text("new")
-    real = os.replace
-
-    def replace(src: object, dst: object) -> None:
-        if Path(str(src)) == staging:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    _fail_renames_of(staging, errno.ENOSPC, monkeypatch)
     with pytest.raises(OSError, match="No space"):
         publish(staging, out)
     assert _tree(out) == {"a.txt": "old"}
@@ -134,14 +140,7 @@ def test_publish_a_file_across_filesystems_copies_then_removes(
     dst.parent.mkdir()
     src.write_text("qdq")
     dst.write_text("earlier")
-    real = os.replace
-
-    def replace(a: object, b: object) -> None:
-        if Path(str(a)) == src:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        real(a, b)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    _fail_renames_of(src, errno.EXDEV, monkeypatch)
     publish(src, dst)
     assert dst.read_text() == "qdq" and not src.exists()
     assert sorted(p.name for p in dst.parent.iterdir()) == ["pick.onnx"]
